@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make sure a Docker engine answers. A new machine here has only the client: install docker.io
+# and start dockerd in the background (as root) when `docker info` fails.
+set -euo pipefail
+if docker info >/dev/null 2>&1; then
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+if ! command -v dockerd >/dev/null 2>&1; then
+  echo "docker: no engine here, installing docker.io"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+fi
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+  echo "docker: starting dockerd in the background (log: /var/log/tutormax-dockerd.log)"
+  $SUDO sh -c 'nohup setsid dockerd >/var/log/tutormax-dockerd.log 2>&1 &'
+fi
+for _ in $(seq 1 60); do
+  if docker info >/dev/null 2>&1; then
+    echo "docker: engine answers ($(docker info -f '{{.ServerVersion}}'))"
+    exit 0
+  fi
+  sleep 1
+done
+echo "docker: the engine did not answer within 60 s; see /var/log/tutormax-dockerd.log" >&2
+tail -20 /var/log/tutormax-dockerd.log >&2 || true
+exit 1

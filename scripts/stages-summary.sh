@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Print what ran and how long each stage took; exit non-zero when any stage failed.
+set -uo pipefail
+results=.cache/stages/results.tsv
+if [ ! -s "$results" ]; then
+  echo "no stage ran" >&2
+  exit 1
+fi
+total=0
+failed=0
+printf '\n%-28s %-16s %8s\n' STAGE RESULT SECONDS
+printf '%-28s %-16s %8s\n' ---------------------------- ---------------- --------
+while IFS=$'\t' read -r name status secs; do
+  printf '%-28s %-16s %8s\n' "$name" "$status" "$secs"
+  total=$((total + secs))
+  [ "$status" = passed ] || failed=$((failed + 1))
+done < "$results"
+printf '%-28s %-16s %8s\n' TOTAL "$([ $failed -eq 0 ] && echo passed || echo "$failed failed")" "$total"
+[ $failed -eq 0 ]
