@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build a TutorMax release on the controller: the app wheel at VERSION plus a wheelhouse of its
+# pinned dependencies for the hosts' Python (Debian 12: CPython 3.11, manylinux x86_64), packed as
+# one archive. Hosts install it offline; they never reach PyPI and never build code.
+# Usage: build_release.sh APP_SOURCE_DIR VERSION OUTPUT_DIR
+# Writes OUTPUT_DIR/tutormax-release-VERSION.tar.gz (and .sha256). Wheels of the lock are cached
+# in OUTPUT_DIR/../wheelhouse-<lock hash> and shared by every version built from the same lock.
+set -euo pipefail
+src=$(cd "$1" && pwd)
+version=$2
+out=$3
+archive="$out/tutormax-release-$version.tar.gz"
+lock="$src/requirements.lock"
+[ -f "$lock" ] || { echo "build_release: $lock is missing" >&2; exit 1; }
+[[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+([.+-][0-9A-Za-z.]+)?$ ]] || { echo "build_release: bad version '$version'" >&2; exit 1; }
+mkdir -p "$out"
+lock_hash=$(sha256sum "$lock" | cut -c1-16)
+wheelhouse="$(dirname "$out")/wheelhouse-$lock_hash"
+python=${TUTORMAX_BUILD_PYTHON:-python3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if [ ! -f "$wheelhouse/.complete" ]; then
+  echo "build_release: downloading the wheels of $lock for CPython 3.11 manylinux x86_64"
+  rm -rf "$wheelhouse"
+  mkdir -p "$wheelhouse"
+  "$python" -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 3.11 --implementation cp --abi cp311 \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64 --platform any \
+    -r "$lock" -d "$wheelhouse"
+  touch "$wheelhouse/.complete"
+fi
+
+echo "build_release: building the tutormax $version wheel"
+mkdir -p "$work/release/wheels"
+TUTORMAX_VERSION=$version "$python" -m pip wheel -q --disable-pip-version-check --no-deps \
+  --no-build-isolation -w "$work/release/wheels" "$src"
+built=$(ls "$work/release/wheels"/tutormax-*.whl)
+case "$(basename "$built")" in
+  "tutormax-$version-"*) ;;
+  *) echo "build_release: built $(basename "$built"), expected version $version" >&2; exit 1 ;;
+esac
+cp "$wheelhouse"/*.whl "$work/release/wheels/"
+cp "$lock" "$work/release/requirements.lock"
+echo "$version" > "$work/release/VERSION"
+tar -C "$work/release" -czf "$archive.tmp" .
+mv "$archive.tmp" "$archive"
+sha256sum "$archive" | cut -d' ' -f1 > "$archive.sha256"
+echo "build_release: $archive ($(du -h "$archive" | cut -f1), $(ls "$work/release/wheels" | wc -l) wheels)"
