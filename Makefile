@@ -91,12 +91,8 @@ test: ## Everything CI checks, with a summary of what ran and how long each stag
 
 # ---------------------------------------------------------------------------- local cluster
 .PHONY: up
-up: $(STAMP) image ## Deploy the whole stack on local containers
-	@echo
-	@echo "make up: the environment and the test-host image are ready."
-	@echo "The local cluster deployment (issue 8: site.yml on eleven containers) is not there yet;"
-	@echo "nothing was deployed."
-	@exit 2
+up: $(STAMP) image ## Deploy the whole stack on local containers (eleven systemd hosts), then verify it
+	@scripts/up.sh
 
 .PHONY: down
 down: ## Remove the local cluster's containers, network and volumes
@@ -104,7 +100,10 @@ down: ## Remove the local cluster's containers, network and volumes
 	@ids=$$(docker ps -aq --filter label=tutormax.cluster=local); \
 	  if [ -n "$$ids" ]; then docker rm -f -v $$ids >/dev/null; fi
 	@docker network rm tutormax-local >/dev/null 2>&1 || true
-	@echo "make down: local cluster removed"
+	@vols=$$(docker volume ls -q --filter label=tutormax.cluster=local); \
+	  if [ -n "$$vols" ]; then docker volume rm $$vols >/dev/null; fi
+	@rm -rf .cache/facts
+	@echo "make down: local cluster removed (containers, network, volumes); secrets kept in inventories/local"
 
 .PHONY: status
 status: ## Show the local cluster's containers
