@@ -32,7 +32,15 @@ def test_collection_archive_leaves_out_environments_caches_and_secrets(tmp_path:
         names = tar.getnames()
     assert "roles/common/tasks/main.yml" in names
     assert "plugins/test/secret.py" in names
-    forbidden = (".venv/", ".cache/", ".git/", "collections/", "__pycache__", ".pytest_cache", "group_vars/all/secrets.yml")
+    forbidden = (
+        ".venv/",
+        ".cache/",
+        ".git/",
+        "collections/",
+        "__pycache__",
+        ".pytest_cache",
+        "group_vars/all/secrets.yml",
+    )
     leaked = [n for n in names if any(f in n + "/" for f in forbidden)]
     assert not leaked, leaked
 
