@@ -3,13 +3,13 @@
 # pinned dependencies for the hosts' Python (Debian 12: CPython 3.11, manylinux x86_64), packed as
 # one archive. Hosts install it offline; they never reach PyPI and never build code.
 # Usage: build_release.sh APP_SOURCE_DIR VERSION OUTPUT_DIR
-# Writes OUTPUT_DIR/tutormax-release-VERSION.tar.gz (and .sha256). Wheels of the lock are cached
+# Writes OUTPUT_DIR/tutormax-release-VERSION.tar (and .sha256). Wheels of the lock are cached
 # in OUTPUT_DIR/../wheelhouse-<lock hash> and shared by every version built from the same lock.
 set -euo pipefail
 src=$(cd "$1" && pwd)
 version=$2
 out=$3
-archive="$out/tutormax-release-$version.tar.gz"
+archive="$out/tutormax-release-$version.tar"
 lock="$src/requirements.lock"
 [ -f "$lock" ] || { echo "build_release: $lock is missing" >&2; exit 1; }
 [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+([.+-][0-9A-Za-z.]+)?$ ]] || { echo "build_release: bad version '$version'" >&2; exit 1; }
@@ -17,6 +17,8 @@ mkdir -p "$out"
 lock_hash=$(sha256sum "$lock" | cut -c1-16)
 wheelhouse="$(dirname "$out")/wheelhouse-$lock_hash"
 python=${TUTORMAX_BUILD_PYTHON:-python3}
+# The lock pins everything: ignore site-wide pip settings (extra indexes, constraints).
+export PIP_CONFIG_FILE=/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -44,7 +46,8 @@ esac
 cp "$wheelhouse"/*.whl "$work/release/wheels/"
 cp "$lock" "$work/release/requirements.lock"
 echo "$version" > "$work/release/VERSION"
-tar -C "$work/release" -czf "$archive.tmp" .
+# Wheels are zip files already: a plain tar, compressing them again would only cost time.
+tar -C "$work/release" -cf "$archive.tmp" .
 mv "$archive.tmp" "$archive"
 sha256sum "$archive" | cut -d' ' -f1 > "$archive.sha256"
 echo "build_release: $archive ($(du -h "$archive" | cut -f1), $(ls "$work/release/wheels" | wc -l) wheels)"
