@@ -1,0 +1,266 @@
+"""Domain types shared by every layer: what a tutor, a session, a rating... look like.
+
+Input models validate everything PostgreSQL would otherwise reject (NUL characters, numbers out of
+range, naive timestamps), so bad input becomes a 422 with a reason, never a database error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+#: Largest id PostgreSQL's bigint holds; ids above it cannot exist.
+MAX_ID = 2**63 - 1
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _storable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _email(value: str) -> str:
+    if not EMAIL_PATTERN.match(value):
+        raise ValueError("must be an email address")
+    return value.lower()
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_storable), AfterValidator(_email)]
+Subject = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_storable)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(9999, 12, 31))]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# ---------------------------------------------------------------------------------------- tutors
+class TutorCreate(_Input):
+    """A new tutor."""
+
+    name: Name
+    email: Email
+    subjects: list[Subject] = Field(default_factory=list, max_length=20)
+    hourly_rate: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
+
+
+class TutorUpdate(_Input):
+    """Fields of a tutor that may change; omitted fields stay as they are."""
+
+    name: Name | None = None
+    subjects: list[Subject] | None = Field(None, max_length=20)
+    hourly_rate: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
+    active: bool | None = None
+
+
+class Tutor(_Output):
+    """A tutor as stored."""
+
+    id: int
+    name: str
+    email: str
+    subjects: list[str]
+    hourly_rate: float | None
+    active: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TutorPage(_Output):
+    """One page of tutors."""
+
+    items: list[Tutor]
+    total: int
+    limit: int
+    offset: int
+
+
+class TutorFilter(BaseModel):
+    """Filters for listing tutors."""
+
+    subject: str | None = None
+    active: bool | None = None
+    search: str | None = None
+
+
+# -------------------------------------------------------------------------- sessions and ratings
+class SessionStatus(StrEnum):
+    """How a tutoring session ended."""
+
+    completed = "completed"
+    no_show = "no_show"
+    cancelled = "cancelled"
+
+
+class SessionCreate(_Input):
+    """A tutoring session that took place (or was missed)."""
+
+    student_id: Id
+    subject: Subject
+    started_at: AwareDatetime
+    duration_minutes: int = Field(ge=0, le=24 * 60)
+    status: SessionStatus = SessionStatus.completed
+
+
+class TutoringSession(_Output):
+    """A tutoring session as stored."""
+
+    id: int
+    tutor_id: int
+    student_id: int
+    subject: str
+    started_at: dt.datetime
+    duration_minutes: int
+    status: SessionStatus
+    created_at: dt.datetime
+
+
+class RatingCreate(_Input):
+    """A student's rating of a session."""
+
+    score: int = Field(ge=1, le=5)
+    comment: Annotated[Text, Field(max_length=2000)] | None = None
+
+
+class Rating(_Output):
+    """A rating as stored."""
+
+    id: int
+    session_id: int
+    tutor_id: int
+    score: int
+    comment: str | None
+    created_at: dt.datetime
+
+
+# -------------------------------------------------------------------------------- metrics, score
+class DailyMetrics(_Output):
+    """One tutor's aggregated activity on one day."""
+
+    tutor_id: int
+    day: dt.date
+    sessions_total: int
+    sessions_completed: int
+    no_shows: int
+    cancellations: int
+    minutes_taught: int
+    ratings_count: int
+    avg_rating: float | None
+
+
+class PerformanceScore(_Output):
+    """A tutor's performance score (0-100) computed for a day."""
+
+    tutor_id: int
+    computed_for: dt.date
+    score: float
+    components: dict[str, float]
+    previous_score: float | None = None
+
+
+class ChurnRisk(_Output):
+    """The churn model's estimate for one tutor (null when no model has been trained yet)."""
+
+    tutor_id: int
+    risk: float | None
+    model_version: int | None
+    features: dict[str, float]
+
+
+class ChurnModel(_Output):
+    """A trained churn model: standardisation and logistic-regression coefficients."""
+
+    version: int
+    feature_names: list[str]
+    means: list[float]
+    scales: list[float]
+    coefficients: list[float]
+    intercept: float
+    metrics: dict[str, float]
+    trained_at: dt.datetime
+
+    def predict(self, features: dict[str, float]) -> float:
+        """Probability of churn for one tutor's features."""
+        import math
+
+        z = self.intercept
+        for name, mean, scale, coef in zip(self.feature_names, self.means, self.scales, self.coefficients, strict=True):
+            z += coef * (features.get(name, 0.0) - mean) / (scale or 1.0)
+        return 1.0 / (1.0 + math.exp(-max(min(z, 500.0), -500.0)))
+
+
+# ---------------------------------------------------------------------------------------- exports
+class ExportKind(StrEnum):
+    """What an export contains."""
+
+    tutors = "tutors"
+    daily_metrics = "daily_metrics"
+
+
+class ExportStatus(StrEnum):
+    """Where an export is in its life."""
+
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class ExportRequest(_Input):
+    """Ask for a CSV export; the date range applies to daily metrics."""
+
+    kind: ExportKind
+    start: Day | None = None
+    end: Day | None = None
+
+
+class Export(_Output):
+    """An export's state (the CSV itself is downloaded separately)."""
+
+    id: uuid.UUID
+    kind: ExportKind
+    status: ExportStatus
+    params: dict[str, Any]
+    row_count: int | None
+    size_bytes: int | None
+    error: str | None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    expires_at: dt.datetime
+
+
+# ---------------------------------------------------------------------------------------- events
+class TutorEvent(BaseModel):
+    """A live event about a tutor, fanned out to WebSocket subscribers on every instance."""
+
+    type: Literal["rating", "score", "session"]
+    tutor_id: int
+    data: dict[str, Any]
+    at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+class Health(BaseModel):
+    """The health document (exactly the seed's five keys)."""
+
+    status: Literal["healthy", "unhealthy"]
+    database: Literal["connected", "disconnected"]
+    redis: Literal["connected", "disconnected"]
+    version: str
+    instance_id: str
