@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from tutormax.data.cache import CACHE_ERRORS
+from tutormax.data.cache import CACHE_ERRORS, Cache
 from tutormax.domain import TutorEvent
 
 log = logging.getLogger(__name__)
@@ -37,13 +37,12 @@ def channel_for(tutor_id: int) -> str:
     return f"{CHANNEL_PREFIX}{tutor_id}"
 
 
-async def publish_event(redis: Redis, event: TutorEvent) -> int:
-    """Publish ``event``; returns how many listeners (instances) received it, 0 on a Redis error."""
-    try:
-        return int(await redis.publish(channel_for(event.tutor_id), event.model_dump_json()))
-    except CACHE_ERRORS as exc:
-        log.warning("event not published (%s): live subscribers miss it", type(exc).__name__)
-        return 0
+async def publish_event(cache: Cache, event: TutorEvent) -> int:
+    """Publish ``event``; returns how many listeners (instances) received it, 0 on a Redis error.
+
+    Live events are best effort: a subscriber that misses one sees the state on its next read.
+    """
+    return await cache.publish(channel_for(event.tutor_id), event.model_dump_json())
 
 
 class EventHub:

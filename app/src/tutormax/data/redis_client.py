@@ -25,9 +25,9 @@ RETRY_ON = (RedisConnectionError, RedisTimeoutError, ReadOnlyError)
 
 
 def _retry() -> Retry:
-    # 4 retries, 20 ms doubling to 250 ms: rides through a Sentinel promotion (~0.5 s of refusals)
+    # 3 retries, 20 ms doubling to 250 ms: rides through a short blip
     # without making a request wait seconds when Redis is really gone.
-    return Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=4, supported_errors=RETRY_ON)
+    return Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=3, supported_errors=RETRY_ON)
 
 
 def _common_kwargs(settings: Settings, timeout: float | None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ async def record_session(r: Resources, tutor_id: int, data: SessionCreate) -> Tu
             session = await repo.insert_session(conn, tutor_id, data)
     except pg_errors.ForeignKeyViolation:
         raise NotFoundError(f"tutor {tutor_id} not found") from None
-    await publish_event(r.redis, TutorEvent(type="session", tutor_id=tutor_id, data=session.model_dump(mode="json")))
+    await publish_event(r.cache, TutorEvent(type="session", tutor_id=tutor_id, data=session.model_dump(mode="json")))
     return session
 
 
@@ -32,6 +32,6 @@ async def record_rating(r: Resources, session_id: int, data: RatingCreate) -> Ra
     if rating is None:
         raise NotFoundError(f"session {session_id} not found")
     await publish_event(
-        r.redis, TutorEvent(type="rating", tutor_id=rating.tutor_id, data=rating.model_dump(mode="json"))
+        r.cache, TutorEvent(type="rating", tutor_id=rating.tutor_id, data=rating.model_dump(mode="json"))
     )
     return rating

@@ -54,7 +54,7 @@ async def compute_scores(r: Resources, day: dt.date) -> dict[str, object]:
             tutor_id=tutor_id,
             data={"score": score, "computed_for": day.isoformat(), "components": components},
         )
-        await publish_event(r.redis, event)
+        await publish_event(r.cache, event)
     return {"day": day.isoformat(), "scored": len(scores)}
 
 
