@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 log = logging.getLogger(__name__)
 
 Conn: TypeAlias = psycopg.AsyncConnection[DictRow]
+T = TypeVar("T")
 
 #: Errors that mean "the database is not usable right now" (answered with 503, never 500).
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError, PoolTimeout)
@@ -122,6 +123,25 @@ class Database:
     @asynccontextmanager
     async def read(self, min_lsn: str | None = None) -> AsyncIterator[Conn]:
         """A connection for reading: the replica when it is usable and fresh enough, else the primary."""
+        async with self._read(min_lsn) as (conn, _):
+            yield conn
+
+    async def fetch_one(self, query: Callable[[Conn], Awaitable[T | None]], min_lsn: str | None = None) -> T | None:
+        """Run ``query`` on a read connection; if the replica has no row, ask the primary too.
+
+        Write markers live in Redis and can be lost (Redis failover, expiry during a long lag), so
+        "not on the replica" is confirmed on the primary before it becomes a 404.
+        """
+        async with self._read(min_lsn) as (conn, on_replica):
+            result = await query(conn)
+        if result is None and on_replica:
+            async with self._primary.connection(timeout=self._timeout) as conn:
+                note_read_source("primary")
+                result = await query(conn)
+        return result
+
+    @asynccontextmanager
+    async def _read(self, min_lsn: str | None) -> AsyncIterator[tuple[Conn, bool]]:
         async with AsyncExitStack() as stack:
             conn: Conn | None = None
             if self._replica is not None and time.monotonic() >= self._replica_down_until:
@@ -136,9 +156,10 @@ class Database:
             if conn is None:
                 conn = await stack.enter_async_context(self._primary.connection(timeout=self._timeout))
                 note_read_source("primary")
+                yield conn, False
             else:
                 note_read_source("replica")
-            yield conn
+                yield conn, True
 
     async def commit_lsn(self, conn: Conn) -> str:
         """The primary's WAL position after a commit: a replica that replayed this far has the write."""

@@ -63,8 +63,8 @@ async def request_export(r: Resources, request: ExportRequest) -> Export:
 
 async def get_export(r: Resources, export_id: uuid.UUID) -> Export:
     """An export's state (read-your-own-write: the request, the worker's result)."""
-    async with r.db.read(await r.cache.written_lsn(export_key(export_id))) as conn:
-        export = await repo.get(conn, export_id)
+    min_lsn = await r.cache.written_lsn(export_key(export_id))
+    export = await r.db.fetch_one(lambda conn: repo.get(conn, export_id), min_lsn)
     if export is None:
         raise NotFoundError(f"export {export_id} not found")
     return export
@@ -72,8 +72,8 @@ async def get_export(r: Resources, export_id: uuid.UUID) -> Export:
 
 async def export_content(r: Resources, export_id: uuid.UUID) -> bytes:
     """The CSV of a finished export."""
-    async with r.db.read(await r.cache.written_lsn(export_key(export_id))) as conn:
-        found = await repo.content(conn, export_id)
+    min_lsn = await r.cache.written_lsn(export_key(export_id))
+    found = await r.db.fetch_one(lambda conn: repo.content(conn, export_id), min_lsn)
     if found is None:
         raise NotFoundError(f"export {export_id} not found")
     status, data = found

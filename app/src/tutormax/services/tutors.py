@@ -52,8 +52,7 @@ async def get_tutor(r: Resources, tutor_id: int) -> Tutor:
         note_read_source("cache")
         return Tutor.model_validate_json(cached)
     min_lsn = await r.cache.written_lsn(tutor_key(tutor_id))
-    async with r.db.read(min_lsn) as conn:
-        tutor = await repo.get(conn, tutor_id)
+    tutor = await r.db.fetch_one(lambda conn: repo.get(conn, tutor_id), min_lsn)
     if tutor is None:
         raise NotFoundError(f"tutor {tutor_id} not found")
     # Never overwrite: a concurrent write may already have cached a fresher copy.
