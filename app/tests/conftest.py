@@ -22,8 +22,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from celery import Celery
-from harness import APP_SRC, LOCALHOST, Stack, free_port, stack_for_tests, wait_for_health, wait_until
 
+from harness import APP_SRC, LOCALHOST, Stack, free_port, stack_for_tests, wait_for_health, wait_until
 from tutormax.data.taskqueue import create_celery
 from tutormax.settings import Settings
 
@@ -153,9 +153,7 @@ def celery_client(stack: Stack) -> Iterator[Celery]:
 @pytest.fixture(scope="session")
 def worker(stack: Stack, worker_env: dict[str, str], celery_client: Celery) -> subprocess.Popen[bytes]:
     """A real Celery worker process (prefork, 2 children), started with the console entry point's code."""
-    proc = stack.spawn(
-        ["-m", "tutormax", "worker", "--without-gossip", "--without-mingle"], worker_env, "worker"
-    )
+    proc = stack.spawn(["-m", "tutormax", "worker", "--without-gossip", "--without-mingle"], worker_env, "worker")
 
     def answers() -> bool:
         if proc.poll() is not None:

@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +50,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: f
         try:
             if check():
                 return
-        except Exception as exc:  # noqa: BLE001 - the server is not up yet
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout:.0f} s (last error: {last!r})")

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import create_tutor, unique_email
 
 
@@ -139,5 +140,7 @@ def test_prometheus_metrics_count_requests_per_route_template(api: httpx.Client)
         api.get(f"/api/tutors/{tutor['id']}")
     text = api.get("/metrics").text
     assert 'tutormax_http_requests_total{method="GET",route="/api/tutors/{tutor_id}",status="200"}' in text
-    assert 'tutormax_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/tutors/{tutor_id}"}' in text
+    assert (
+        'tutormax_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/api/tutors/{tutor_id}"}' in text
+    )
     assert f"/api/tutors/{tutor['id']}" not in text  # ids never become labels

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from conftest import HangingServer
 from harness import LOCALHOST, Stack, free_port, stop_process, wait_until
 
@@ -89,9 +90,7 @@ def test_failed_dependency_gives_503_naming_it_within_one_second(
         assert took < 1.0, f"health took {took:.2f} s"
 
 
-def test_reads_survive_a_hanging_redis_and_a_dead_replica(
-    broken_instances: dict[str, str], api: httpx.Client
-) -> None:
+def test_reads_survive_a_hanging_redis_and_a_dead_replica(broken_instances: dict[str, str], api: httpx.Client) -> None:
     tutor = api.post("/api/tutors", json={"name": "Degraded", "email": f"degraded-{time.time_ns()}@example.test"})
     assert tutor.status_code == 201
     url = f"{broken_instances['redis-hangs']}/api/tutors/{tutor.json()['id']}"

@@ -6,9 +6,9 @@ import ast
 from pathlib import Path
 
 import pytest
-from harness import APP_SRC
 
 import tutormax
+from harness import APP_SRC
 
 PACKAGE = APP_SRC / "tutormax"
 #: Layer of each top-level module or subpackage; a module may import only from lower layers or its own.

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import psycopg
+
 from conftest import run_migrate
 from harness import APP_SRC, Stack
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from conftest import create_tutor
 from harness import Stack
 
@@ -90,9 +91,7 @@ def test_once_the_replica_caught_up_reads_go_back_to_it(api: httpx.Client, stack
 
 
 @pytest.mark.usefixtures("paused_replica")
-def test_a_row_missing_on_the_replica_is_looked_up_on_the_primary_before_a_404(
-    api: httpx.Client, stack: Stack
-) -> None:
+def test_a_row_missing_on_the_replica_is_looked_up_on_the_primary_before_a_404(api: httpx.Client, stack: Stack) -> None:
     tutor = create_tutor(api, name="Marker lost")
     _drop_cache(stack, tutor["id"], marker=True)  # as after a Redis failover that lost the marker
     got = api.get(f"/api/tutors/{tutor['id']}")

@@ -8,8 +8,8 @@ import sys
 from urllib.parse import unquote
 
 import pytest
-from harness import APP_SRC
 
+from harness import APP_SRC
 from tutormax.data.taskqueue import MAX_HARD_TIME_LIMIT, TIME_LIMITS, VISIBILITY_TIMEOUT, celery_config
 from tutormax.settings import Settings, SettingsError, load_settings
 

@@ -34,7 +34,7 @@ def api(argv: list[str] | None = None) -> None:
 def worker(argv: list[str] | None = None) -> None:
     """Run a Celery worker (prefork, CELERY_WORKER_CONCURRENCY processes)."""
     settings = _settings_or_exit("tutormax-worker")
-    from tutormax.worker import app
+    from tutormax.worker.app import app
 
     args = sys.argv[1:] if argv is None else argv
     app.worker_main(
@@ -45,7 +45,7 @@ def worker(argv: list[str] | None = None) -> None:
 def beat(argv: list[str] | None = None) -> None:
     """Run Celery beat (exactly one per cluster) with the nightly schedule."""
     settings = _settings_or_exit("tutormax-beat")
-    from tutormax.worker import app
+    from tutormax.worker.app import app
 
     args = sys.argv[1:] if argv is None else argv
     app.start(["beat", "--loglevel", settings.log_level, "--schedule", settings.celery_beat_schedule_file, *args])

@@ -48,9 +48,14 @@ LEFT JOIN LATERAL (
 
 
 async def features(conn: Conn, tutor_id: int | None = None) -> list[dict[str, Any]]:
-    """Feature rows (``tutor_id``, ``churned`` and FEATURES) for one tutor or all of them."""
-    where = " WHERE t.id = %s" if tutor_id is not None else ""
-    cur = await conn.execute(_FEATURE_SQL + where + " ORDER BY t.id", (tutor_id,) if tutor_id is not None else ())
+    """Feature rows (``tutor_id``, ``churned`` and FEATURES) for one tutor, or for training: every
+    tutor with at least one session (a tutor who never taught says nothing about leaving)."""
+    if tutor_id is not None:
+        cur = await conn.execute(_FEATURE_SQL + " WHERE t.id = %s", (tutor_id,))
+    else:
+        cur = await conn.execute(
+            _FEATURE_SQL + " WHERE EXISTS (SELECT 1 FROM tutoring_sessions x WHERE x.tutor_id = t.id) ORDER BY t.id"
+        )
     return list(await cur.fetchall())
 
 
