@@ -49,7 +49,7 @@ def test_metrics_and_score_caches_are_invalidated_when_the_worker_recomputes(
     tutor = create_tutor(api)
     tid = tutor["id"]
     day = "2026-03-10"
-    params = {"start": day, "end": day}
+    params = {"end": day, "days": 1}
     assert api.get(f"/api/tutors/{tid}/metrics", params=params).json() == []
     assert api.get(f"/api/tutors/{tid}/metrics", params=params).headers["x-read-source"] == "cache"
     assert api.get(f"/api/tutors/{tid}/score").json() is None

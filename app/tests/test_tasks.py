@@ -73,7 +73,7 @@ def test_aggregation_counts_a_day_and_rerunning_it_gives_the_same_rows(
     assert metric_rows(stack, day) == first
 
     stack.pg.wait_replayed()
-    served = api.get(f"/api/tutors/{tutor['id']}/metrics", params={"start": day, "end": day}).json()
+    served = api.get(f"/api/tutors/{tutor['id']}/metrics", params={"end": day, "days": 1}).json()
     assert served[0]["sessions_total"] == 4
     assert served[0]["avg_rating"] == 3.5
 
@@ -168,7 +168,7 @@ def test_daily_metrics_export_and_not_ready_is_409(api: httpx.Client, celery_cli
     tutor = create_tutor(api)
     add_session(api, tutor["id"], f"{day}T10:00:00Z", rating=3)
     run_task(celery_client, AGGREGATE_DAILY_METRICS, day)
-    export = api.post("/api/exports", json={"kind": "daily_metrics", "start": day, "end": day}).json()
+    export = api.post("/api/exports", json={"kind": "daily_metrics", "end": day, "days": 1}).json()
     early = api.get(f"/api/exports/{export['id']}/download")
     assert early.status_code in (200, 409)  # 409 unless the worker was already done
     rows = list(csv.DictReader(io.StringIO(_download_when_done(api, export["id"]).text)))

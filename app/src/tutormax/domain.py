@@ -12,14 +12,28 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+)
 
-#: Largest id PostgreSQL's bigint holds; ids above it cannot exist.
-MAX_ID = 2**63 - 1
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: Largest id accepted: the largest integer JSON clients handle exactly (2**53 - 1). PostgreSQL's
+#: bigint ids never get near it.
+MAX_ID = 2**53 - 1
+# Explicit characters, not \s: Python's and JavaScript's \s differ (U+0085), and clients check the
+# pattern from the OpenAPI schema with the latter.
+EMAIL_PATTERN = re.compile(r"^[^@ \t\r\n\x00]+@[^@ \t\r\n\x00]+\.[^@ \t\r\n\x00]+$")
 
 
 def _storable(value: str) -> str:
+    # The types' patterns tell clients (and the OpenAPI schema) that NUL is refused; PostgreSQL
+    # cannot store it. Lone surrogates cannot be encoded as UTF-8.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
     try:
@@ -29,22 +43,61 @@ def _storable(value: str) -> str:
     return value
 
 
-def _email(value: str) -> str:
-    if not EMAIL_PATTERN.match(value):
-        raise ValueError("must be an email address")
-    return value.lower()
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 
-Text = Annotated[str, AfterValidator(_storable)]
-Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
-Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_storable), AfterValidator(_email)]
-Subject = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_storable)]
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(9999, 12, 31))]
+def _iso_text(value: object) -> object:
+    # A date is an ISO 8601 string, never a number: pydantic would read 0 or "0" as 1970-01-01.
+    if isinstance(value, dt.date) or (isinstance(value, str) and _ISO_DATE.match(value)):
+        return value
+    raise ValueError("must be an ISO 8601 date string")
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema integers: 5 and 5.0, but not "5" or true (which pydantic would convert).
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL), AfterValidator(_storable)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_NUL), AfterValidator(_storable)]
+Email = Annotated[
+    str, Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN.pattern), AfterValidator(_storable),
+    AfterValidator(str.lower),
+]  # fmt: skip
+Subject = Annotated[str, Field(min_length=1, max_length=100, pattern=NO_NUL), AfterValidator(_storable)]
+# Integers in JSON bodies (constraints before the validator, or they vanish from the schema).
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_json_integer)]
+Minutes = Annotated[int, Field(ge=0, le=24 * 60), BeforeValidator(_json_integer)]
+Stars = Annotated[int, Field(ge=1, le=5), BeforeValidator(_json_integer)]
+Day = Annotated[dt.date, BeforeValidator(_iso_text)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_text), AfterValidator(_utc)]
+#: A number of days in a date range (at most a year, so a range is always a bounded query).
+Days = Annotated[int, Field(ge=1, le=366)]
+BodyDays = Annotated[int, Field(ge=1, le=366), BeforeValidator(_json_integer)]
+DEFAULT_DAYS = 30
+
+
+def range_start(end: dt.date, days: int) -> dt.date:
+    """First day of the ``days`` days ending with ``end`` (never before year 1)."""
+    try:
+        return end - dt.timedelta(days=days - 1)
+    except OverflowError:
+        return dt.date.min
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # No whitespace stripping: what the schema accepts is exactly what is stored.
+    model_config = ConfigDict(extra="forbid")
 
 
 class _Output(BaseModel):
@@ -58,16 +111,17 @@ class TutorCreate(_Input):
     name: Name
     email: Email
     subjects: list[Subject] = Field(default_factory=list, max_length=20)
-    hourly_rate: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
+    hourly_rate: StrictFloat | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
 
 
 class TutorUpdate(_Input):
-    """Fields of a tutor that may change; omitted fields stay as they are."""
+    """Fields of a tutor that may change; omitted fields stay as they are (``hourly_rate: null`` clears it)."""
 
-    name: Name | None = None
-    subjects: list[Subject] | None = Field(None, max_length=20)
-    hourly_rate: float | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
-    active: bool | None = None
+    # Not nullable in the schema: null is refused (422), omitting the field keeps the value.
+    name: Name = Field(default=None)  # type: ignore[assignment]
+    subjects: list[Subject] = Field(default=None, max_length=20)  # type: ignore[arg-type]
+    hourly_rate: StrictFloat | None = Field(None, ge=0, le=10_000, allow_inf_nan=False)
+    active: StrictBool = Field(default=None)  # type: ignore[assignment]
 
 
 class Tutor(_Output):
@@ -114,8 +168,8 @@ class SessionCreate(_Input):
 
     student_id: Id
     subject: Subject
-    started_at: AwareDatetime
-    duration_minutes: int = Field(ge=0, le=24 * 60)
+    started_at: Timestamp
+    duration_minutes: Minutes
     status: SessionStatus = SessionStatus.completed
 
 
@@ -135,7 +189,7 @@ class TutoringSession(_Output):
 class RatingCreate(_Input):
     """A student's rating of a session."""
 
-    score: int = Field(ge=1, le=5)
+    score: Stars
     comment: Annotated[Text, Field(max_length=2000)] | None = None
 
 
@@ -223,12 +277,21 @@ class ExportStatus(StrEnum):
     failed = "failed"
 
 
-class ExportRequest(_Input):
-    """Ask for a CSV export; the date range applies to daily metrics."""
+class TutorsExportRequest(_Input):
+    """Export every tutor with their latest score."""
 
-    kind: ExportKind
-    start: Day | None = None
+    kind: Literal[ExportKind.tutors]
+
+
+class MetricsExportRequest(_Input):
+    """Export all tutors' daily metrics of the ``days`` days ending with ``end`` (default today, UTC)."""
+
+    kind: Literal[ExportKind.daily_metrics]
     end: Day | None = None
+    days: BodyDays = DEFAULT_DAYS
+
+
+ExportRequest = Annotated[TutorsExportRequest | MetricsExportRequest, Field(discriminator="kind")]
 
 
 class Export(_Output):

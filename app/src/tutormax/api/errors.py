@@ -6,12 +6,16 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
 from tutormax.data.db import UNAVAILABLE_ERRORS
-from tutormax.services.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
+from tutormax.services.errors import ConflictError, NotFoundError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,9 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 }
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
 def _detail(status: int, message: str, retry_after: bool = False) -> JSONResponse:
     headers = {"Retry-After": "1"} if retry_after else None
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
@@ -45,9 +52,28 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return _detail(409, str(exc))
 
 
-async def _invalid(_: Request, exc: Exception) -> JSONResponse:
-    loc = list(exc.loc) if isinstance(exc, InvalidInputError) else ["body"]
-    return JSONResponse({"detail": [{"loc": loc, "msg": str(exc), "type": "value_error"}]}, status_code=422)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 405:
+        # Starlette's Allow header names the methods of the first route with this path only:
+        # ask every route which methods it takes on this path.
+        allowed = {
+            method
+            for method in _METHODS
+            if any(
+                route.matches({**request.scope, "method": method})[0] == Match.FULL
+                for route in request.app.router.routes
+            )
+        }
+        return JSONResponse(
+            {"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": ", ".join(sorted(allowed))}
+        )
+    if exc.status_code == 400:
+        # A body that is not JSON at all: invalid input like any other, with the reason.
+        return JSONResponse(
+            {"detail": [{"loc": ["body"], "msg": str(exc.detail), "type": "json_invalid"}]}, status_code=422
+        )
+    return await http_exception_handler(request, exc)
 
 
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -68,7 +94,7 @@ def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(ConflictError, _conflict)
-    app.add_exception_handler(InvalidInputError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(UnavailableError, _unavailable)
     for error in UNAVAILABLE_ERRORS:
         app.add_exception_handler(error, _database_down)

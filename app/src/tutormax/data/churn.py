@@ -54,7 +54,7 @@ async def features(conn: Conn, tutor_id: int | None = None) -> list[dict[str, An
         cur = await conn.execute(_FEATURE_SQL + " WHERE t.id = %s", (tutor_id,))
     else:
         cur = await conn.execute(
-            _FEATURE_SQL + " WHERE EXISTS (SELECT 1 FROM tutoring_sessions x WHERE x.tutor_id = t.id) ORDER BY t.id"
+            _FEATURE_SQL + " WHERE EXISTS (SELECT 1 FROM tutoring_sessions x WHERE x.tutor_id = t.id) ORDER BY t.id"  # noqa: S608
         )
     return list(await cur.fetchall())
 

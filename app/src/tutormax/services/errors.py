@@ -13,13 +13,5 @@ class ConflictError(ServiceError):
     """The request contradicts the current state (409)."""
 
 
-class InvalidInputError(ServiceError):
-    """Input that passed type validation but makes no sense together (422)."""
-
-    def __init__(self, message: str, loc: tuple[str, ...] = ("query",)) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
 class UnavailableError(ServiceError):
     """A dependency (database, broker) cannot be reached right now (503)."""

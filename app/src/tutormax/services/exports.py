@@ -14,9 +14,9 @@ from tutormax.data import metrics as metrics_repo
 from tutormax.data import tutors as tutors_repo
 from tutormax.data.resources import Resources
 from tutormax.data.taskqueue import BUILD_EXPORT
-from tutormax.domain import Export, ExportKind, ExportRequest, ExportStatus
-from tutormax.services.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
-from tutormax.services.metrics import DEFAULT_RANGE_DAYS, MAX_RANGE_DAYS, today
+from tutormax.domain import Export, ExportKind, ExportRequest, ExportStatus, TutorsExportRequest, range_start
+from tutormax.services.errors import ConflictError, NotFoundError, UnavailableError
+from tutormax.services.metrics import today
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +27,10 @@ def export_key(export_id: uuid.UUID) -> str:
 
 
 def _params(request: ExportRequest) -> dict[str, Any]:
-    if request.kind is ExportKind.tutors:
-        if request.start or request.end:
-            raise InvalidInputError("start and end apply to daily_metrics exports only", ("body", "start"))
+    if isinstance(request, TutorsExportRequest):
         return {}
     end = request.end or today()
-    start = request.start or end - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
-    if start > end:
-        raise InvalidInputError("start must not be after end", ("body", "start"))
-    if (end - start).days >= MAX_RANGE_DAYS:
-        raise InvalidInputError(f"a range may span at most {MAX_RANGE_DAYS} days", ("body", "start"))
+    start = range_start(end, request.days)
     return {"start": start.isoformat(), "end": end.isoformat()}
 
 

@@ -9,13 +9,9 @@ from pydantic import TypeAdapter
 from tutormax.data import metrics as repo
 from tutormax.data.db import note_read_source
 from tutormax.data.resources import Resources
-from tutormax.domain import DailyMetrics
-from tutormax.services.errors import InvalidInputError
+from tutormax.domain import DailyMetrics, range_start
 from tutormax.services.tutors import get_tutor
 
-#: Days a metrics request may span.
-MAX_RANGE_DAYS = 366
-DEFAULT_RANGE_DAYS = 30
 _METRICS_LIST = TypeAdapter(list[DailyMetrics])
 
 
@@ -29,16 +25,10 @@ def today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
-async def get_daily_metrics(
-    r: Resources, tutor_id: int, start: dt.date | None, end: dt.date | None
-) -> list[DailyMetrics]:
-    """A tutor's metrics per day in [start, end] (default: the last 30 days), cached."""
+async def get_daily_metrics(r: Resources, tutor_id: int, end: dt.date | None, days: int) -> list[DailyMetrics]:
+    """A tutor's metrics per day for the ``days`` days ending with ``end`` (default today), cached."""
     end = end or today()
-    start = start or end - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
-    if start > end:
-        raise InvalidInputError("start must not be after end", ("query", "start"))
-    if (end - start).days >= MAX_RANGE_DAYS:
-        raise InvalidInputError(f"a range may span at most {MAX_RANGE_DAYS} days", ("query", "start"))
+    start = range_start(end, days)
     await get_tutor(r, tutor_id)  # 404 for an unknown tutor
     field = f"{start.isoformat()}:{end.isoformat()}"
     cached = await r.cache.get_field(metrics_key(tutor_id), field)

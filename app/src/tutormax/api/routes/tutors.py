@@ -9,10 +9,12 @@ from fastapi import APIRouter, Path, Query, status
 from tutormax.api.deps import Res
 from tutormax.api.errors import CONFLICT, NOT_FOUND, UNAVAILABLE
 from tutormax.domain import (
+    DEFAULT_DAYS,
     MAX_ID,
     ChurnRisk,
     DailyMetrics,
     Day,
+    Days,
     PerformanceScore,
     Rating,
     RatingCreate,
@@ -94,11 +96,11 @@ async def rate_session(r: Res, session_id: SessionId, body: RatingCreate) -> Rat
 async def daily_metrics(
     r: Res,
     tutor_id: TutorId,
-    start: Annotated[Day | None, Query(description="First day (default: 29 days before end)")] = None,
     end: Annotated[Day | None, Query(description="Last day (default: today, UTC)")] = None,
+    days: Annotated[Days, Query(description="Number of days ending with end")] = DEFAULT_DAYS,
 ) -> list[DailyMetrics]:
     """The tutor's aggregated metrics per day (cached)."""
-    return await metrics.get_daily_metrics(r, tutor_id, start, end)
+    return await metrics.get_daily_metrics(r, tutor_id, end, days)
 
 
 @router.get("/tutors/{tutor_id}/score", response_model=PerformanceScore | None, responses=NOT_FOUND, tags=["metrics"])
