@@ -67,8 +67,11 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             read_sources.reset(token)
+            # FastAPI routes leave their template in the scope. The few plain routes (openapi.json,
+            # docs, /metrics) have fixed paths; anything else unrouted is "unmatched", so random
+            # URLs never create label values.
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None) or (scope["path"] if status < 400 else "unmatched")
             method = scope.get("method", "GET")
             REQUESTS.labels(method, path, str(status)).inc()
             LATENCY.labels(method, path).observe(time.perf_counter() - start)
