@@ -148,7 +148,8 @@ class Postgres:
         self._pg_ctl_start(self.replica_dir)
         with self.admin(self.replica_port) as conn:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-            assert row is not None and row[0] is True, "the replica is not in recovery"
+            assert row is not None
+            assert row[0] is True, "the replica is not in recovery"
 
     def _pg_ctl_start(self, data: Path) -> None:
         _run_pg("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60", "start")
@@ -218,7 +219,7 @@ class RedisSet:
                 "--replicaof",
                 LOCALHOST,
                 str(self.master_port),
-            ]  # fmt: skip
+            ]
         )
         master = self.admin(self.master_port)
         wait_until(lambda: bool(master.ping()), 15, "redis master")

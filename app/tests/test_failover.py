@@ -12,10 +12,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 from celery import Celery
-from conftest import create_tutor
-from harness import Stack, wait_until
 from websockets.sync.client import connect
 
+from conftest import create_tutor
+from harness import Stack, wait_until
 from tutormax.data.taskqueue import AGGREGATE_DAILY_METRICS
 
 #: Generous bound for "works again after the promotion" (the target is about a second; the figures

@@ -55,8 +55,8 @@ def broken_instances(stack: Stack, hanging: HangingServer) -> Iterator[dict[str,
     specs = {
         "db-hangs": {"DATABASE_URL": f"postgresql://tutormax:x@{LOCALHOST}:{hanging.port}/tutormax",
                      "DATABASE_READ_URL": ""},
-        "db-refused": {"DATABASE_URL": f"postgresql://tutormax:x@{LOCALHOST}:{closed}/tutormax", "DATABASE_POOL_TIMEOUT": "1",
-                       "DATABASE_READ_URL": ""},
+        "db-refused": {"DATABASE_URL": f"postgresql://tutormax:x@{LOCALHOST}:{closed}/tutormax",
+                       "DATABASE_POOL_TIMEOUT": "1", "DATABASE_READ_URL": ""},
         "redis-hangs": {"REDIS_SENTINELS": "", "REDIS_URL": f"redis://{LOCALHOST}:{hanging.port}/0",
                         "DATABASE_READ_URL": f"postgresql://tutormax:x@{LOCALHOST}:{closed}/tutormax"},
     }  # fmt: skip

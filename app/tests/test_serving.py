@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import LOCALHOST, Stack, free_port, stop_process, wait_for_health, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
+
+from harness import LOCALHOST, Stack, free_port, stop_process, wait_for_health, wait_until
 
 
 @pytest.fixture(scope="module")

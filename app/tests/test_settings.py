@@ -85,7 +85,8 @@ def test_celery_urls_are_derived_for_sentinel_with_acl_user_and_transport_option
     s = load_settings()
     chunks = s.broker_url.split(";")
     assert len(chunks) == 3
-    assert chunks[0].startswith("sentinel://tutormax:") and chunks[0].endswith("@10.0.0.5:26379/0")
+    assert chunks[0].startswith("sentinel://tutormax:")
+    assert chunks[0].endswith("@10.0.0.5:26379/0")
     # The password is URL-quoted, and unquotes to the original.
     assert unquote(chunks[0].split("://tutormax:")[1].rsplit("@", 1)[0]) == BASE["REDIS_PASSWORD"]
     assert s.result_backend_url == s.broker_url

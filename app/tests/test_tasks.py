@@ -157,7 +157,8 @@ def test_export_round_trip_any_instance_serves_the_csv(api: httpx.Client, api_b:
     assert csv_response.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(csv_response.text)))
     mine = [row for row in rows if row["id"] == str(tutor["id"])]
-    assert mine and mine[0]["name"] == "Exported, Tutor"
+    assert len(mine) == 1
+    assert mine[0]["name"] == "Exported, Tutor"
     status = api.get(f"/api/exports/{export['id']}").json()
     assert status["row_count"] == len(rows)
     assert status["size_bytes"] == len(csv_response.content)
@@ -203,7 +204,8 @@ def test_churn_model_is_trained_versioned_and_used_by_the_endpoint(
         row = conn.execute(
             "SELECT algorithm, feature_names FROM churn_models WHERE version = %s", (second["version"],)
         ).fetchone()
-    assert row is not None and row[0] == "logistic_regression"
+    assert row is not None
+    assert row[0] == "logistic_regression"
 
     stack.pg.wait_replayed()
     risk_stayer = api_b.get(f"/api/tutors/{stayers[0]['id']}/churn-risk").json()
@@ -242,15 +244,18 @@ def test_beat_schedules_the_nightly_jobs_and_starts(stack: Stack, worker_env: di
     aggregate, scores = (
         BEAT_SCHEDULE[n]["schedule"] for n in ("aggregate-daily-metrics", "compute-performance-scores")
     )
-    assert aggregate.hour == {0} and scores.hour == {1}  # nightly, scores after aggregation
+    # Nightly, scores after aggregation.
+    assert aggregate.hour == {0}
+    assert scores.hour == {1}
 
     schedule_file = stack.base / "beat-schedule"
-    proc = stack.spawn(
-        ["-m", "tutormax", "beat"], {**worker_env, "CELERY_BEAT_SCHEDULE_FILE": str(schedule_file)}, "beat"
-    )
+    env = {**worker_env, "CELERY_BEAT_SCHEDULE_FILE": str(schedule_file), "LOG_LEVEL": "DEBUG"}
+    proc = stack.spawn(["-m", "tutormax", "beat"], env, "beat")
     try:
-        wait_until(lambda: "beat: Starting" in stack.log("beat"), 30, "celery beat")
-        wait_until(lambda: any(stack.base.glob("beat-schedule*")), 10, "beat schedule file")
+        # "Waking up" comes once the schedule is loaded and stored: beat is in its loop.
+        wait_until(lambda: "beat: Waking up" in stack.log("beat"), 30, "celery beat")
+        assert any(stack.base.glob("beat-schedule*"))
+        assert "<ScheduleEntry: aggregate-daily-metrics" in stack.log("beat")
         assert proc.poll() is None
     finally:
         stop_process(proc)

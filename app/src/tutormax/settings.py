@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1, le=3600)
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    health_timeout_seconds: float = Field(0.8, gt=0, le=10)
+    health_timeout_seconds: float = Field(0.5, gt=0, le=10)
     cache_ttl_seconds: int = Field(60, ge=1, le=86400)
     prometheus_multiproc_dir: str | None = None
 

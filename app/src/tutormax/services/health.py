@@ -24,7 +24,7 @@ async def _ok(check: Awaitable[object], name: str) -> bool:
 async def check_health(r: Resources, version: str, instance_id: str) -> Health:
     """Check PostgreSQL (primary) and Redis concurrently; a check still running at the deadline fails.
 
-    The deadline is ``HEALTH_TIMEOUT_SECONDS`` (default 0.8 s), so the answer comes within a
+    The deadline is ``HEALTH_TIMEOUT_SECONDS`` (default 0.5 s), so the answer comes within a
     second even when a dependency accepts connections but never replies.
     """
     timeout = r.settings.health_timeout_seconds
