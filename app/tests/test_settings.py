@@ -69,6 +69,12 @@ def test_bad_value_is_reported_by_name_without_its_value(
     assert "pg-secret" not in str(caught.value)
 
 
+def test_empty_database_url_counts_as_missing(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "  ")
+    with pytest.raises(SettingsError, match=r"DATABASE_URL: is required but not set"):
+        load_settings()
+
+
 def test_redis_url_and_sentinels_together_are_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
     with pytest.raises(SettingsError, match="REDIS_SENTINELS and REDIS_URL are both set"):
