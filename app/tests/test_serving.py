@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from harness import LOCALHOST, Stack, free_port, stop_process, wait_for_health, wait_until
@@ -90,14 +91,21 @@ def test_websocket_works_through_gunicorn(gunicorn: tuple[subprocess.Popen[bytes
         assert json.loads(ws.recv(timeout=10))["type"] == "session"
 
 
-def test_sigterm_stops_gunicorn_gracefully(stack: Stack) -> None:
+def test_sigterm_stops_gunicorn_gracefully_and_closes_websockets_with_1012(stack: Stack) -> None:
     port = free_port()
     proc = stack.spawn(
         ["-m", "tutormax", "api"],
         stack.env(API_INSTANCE_ID="gunicorn-stop", WORKERS="1", BIND=f"{LOCALHOST}:{port}", GRACEFUL_TIMEOUT="5"),
         "gunicorn-stop",
     )
-    wait_for_health(f"http://{LOCALHOST}:{port}", proc)
-    proc.send_signal(signal.SIGTERM)
+    url = f"http://{LOCALHOST}:{port}"
+    wait_for_health(url, proc)
+    with connect(url.replace("http", "ws") + "/ws") as ws:
+        proc.send_signal(signal.SIGTERM)
+        # Open WebSockets are closed with 1012 (service restart): clients reconnect elsewhere.
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1012
     assert proc.wait(15) == 0
     assert "Shutting down: Master" in stack.log("gunicorn-stop")
