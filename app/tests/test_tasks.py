@@ -143,7 +143,9 @@ def _download_when_done(client: httpx.Client, export_id: str) -> httpx.Response:
 
 
 def test_export_round_trip_any_instance_serves_the_csv(api: httpx.Client, api_b: httpx.Client) -> None:
-    tutor = create_tutor(api, name="Exported, Tutor")  # a comma, to prove quoting
+    # A comma, quotes, a lone CR and a formula: quoting and CSV-injection escaping are exercised.
+    tutor = create_tutor(api, name='Exported, "Tutor"\rTwo')
+    formula = create_tutor(api, name="=HYPERLINK(1)")
     requested = api.post("/api/exports", json={"kind": "tutors"})
     assert requested.status_code == 202
     export = requested.json()
@@ -155,10 +157,10 @@ def test_export_round_trip_any_instance_serves_the_csv(api: httpx.Client, api_b:
     csv_response = _download_when_done(api_b, export["id"])
     assert csv_response.status_code == 200
     assert csv_response.headers["content-type"].startswith("text/csv")
-    rows = list(csv.DictReader(io.StringIO(csv_response.text)))
-    mine = [row for row in rows if row["id"] == str(tutor["id"])]
-    assert len(mine) == 1
-    assert mine[0]["name"] == "Exported, Tutor"
+    rows = list(csv.DictReader(io.StringIO(csv_response.text, newline="")))
+    by_id = {row["id"]: row for row in rows}
+    assert by_id[str(tutor["id"])]["name"] == 'Exported, "Tutor"\rTwo'
+    assert by_id[str(formula["id"])]["name"] == "'=HYPERLINK(1)"
     status = api.get(f"/api/exports/{export['id']}").json()
     assert status["row_count"] == len(rows)
     assert status["size_bytes"] == len(csv_response.content)
@@ -172,7 +174,7 @@ def test_daily_metrics_export_and_not_ready_is_409(api: httpx.Client, celery_cli
     export = api.post("/api/exports", json={"kind": "daily_metrics", "end": day, "days": 1}).json()
     early = api.get(f"/api/exports/{export['id']}/download")
     assert early.status_code in (200, 409)  # 409 unless the worker was already done
-    rows = list(csv.DictReader(io.StringIO(_download_when_done(api, export["id"]).text)))
+    rows = list(csv.DictReader(io.StringIO(_download_when_done(api, export["id"]).text, newline="")))
     assert [(r["tutor_id"], r["day"], r["ratings_count"]) for r in rows if r["tutor_id"] == str(tutor["id"])] == [
         (str(tutor["id"]), day, "1")
     ]

@@ -7,6 +7,7 @@ start-up here, with one message naming the setting.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -22,10 +23,12 @@ except SettingsError as exc:
 
 # prometheus_client picks its storage when first imported, in each worker after the fork: the
 # directory must be in the environment before that.
+_created_metrics_dir: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _settings.prometheus_multiproc_dir or tempfile.mkdtemp(
-        prefix="tutormax-prometheus-"
-    )
+    if _settings.prometheus_multiproc_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _settings.prometheus_multiproc_dir
+    else:
+        _created_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tutormax-prometheus-")
 
 wsgi_app = "tutormax.api.app:create_app()"
 worker_class = "uvicorn_worker.UvicornWorker"
@@ -54,3 +57,9 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics directory if this process made it (a temporary one)."""
+    if _created_metrics_dir:
+        shutil.rmtree(_created_metrics_dir, ignore_errors=True)

@@ -76,12 +76,27 @@ async def export_content(r: Resources, export_id: uuid.UUID) -> bytes:
     return data
 
 
+#: Text starting with these is a formula to spreadsheet programs (CSV injection): such values get
+#: a leading apostrophe, which spreadsheets show as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    # RFC 4180: CRLF line ends, so every field holding CR or LF is quoted (with a bare "\n"
+    # terminator the csv module leaves a lone CR unquoted, and readers split the row there).
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({key: _cell(value) for key, value in row.items()})
     return buffer.getvalue().encode("utf-8")
 
 
