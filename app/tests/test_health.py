@@ -75,19 +75,27 @@ def broken_instances(stack: Stack, hanging: HangingServer) -> Iterator[dict[str,
 def test_failed_dependency_gives_503_naming_it_within_one_second(
     broken_instances: dict[str, str], instance: str, failed: str, path: str
 ) -> None:
-    for _ in range(2):  # the first and a later request (pools and retries in any state)
-        start = time.monotonic()
-        response = httpx.get(broken_instances[instance] + path, timeout=5)
-        took = time.monotonic() - start
-        assert response.status_code == 503
-        body = response.json()
-        assert set(body) == KEYS
-        assert body["status"] == "unhealthy"
-        assert body[failed] == "disconnected"
-        other = "redis" if failed == "database" else "database"
-        assert body[other] == "connected"
-        assert body["instance_id"] == instance
-        assert took < 1.0, f"health took {took:.2f} s"
+    # One client for both requests: creating an httpx client costs 0.1-0.2 s on a loaded machine,
+    # which is the client's time, not the server's.
+    with httpx.Client(timeout=5) as client:
+        client.get(broken_instances[instance] + "/api/openapi.json")  # connection established
+        for _ in range(2):  # the first and a later request (pools and retries in any state)
+            start = time.monotonic()
+            response = client.get(broken_instances[instance] + path)
+            took = time.monotonic() - start
+            _check(response, instance, failed, took)
+
+
+def _check(response: httpx.Response, instance: str, failed: str, took: float) -> None:
+    assert response.status_code == 503
+    body = response.json()
+    assert set(body) == KEYS
+    assert body["status"] == "unhealthy"
+    assert body[failed] == "disconnected"
+    other = "redis" if failed == "database" else "database"
+    assert body[other] == "connected"
+    assert body["instance_id"] == instance
+    assert took < 1.0, f"health took {took:.2f} s"
 
 
 def test_reads_survive_a_hanging_redis_and_a_dead_replica(broken_instances: dict[str, str], api: httpx.Client) -> None:
