@@ -158,7 +158,11 @@ def main() -> None:
             {
                 "benchmark": "app_serving",
                 "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+                },
                 "duration_s": duration,
                 "connections": connections,
                 "results": results,

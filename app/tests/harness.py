@@ -198,7 +198,7 @@ class RedisSet:
 
     #: What the app's ACL user may do: everything on every key and channel except admin and
     #: dangerous commands (the ACL the redis role should give the user, see app/README.md).
-    APP_ACL = "~* &* +@all -@admin -@dangerous +info"
+    APP_ACL = "~* &* +@all -@admin -@dangerous"
 
     def _server_args(self, port: int) -> list[str]:
         return [
