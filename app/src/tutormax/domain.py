@@ -7,6 +7,7 @@ range, naive timestamps), so bad input becomes a 422 with a reason, never a data
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import uuid
 from enum import StrEnum
@@ -252,8 +253,6 @@ class ChurnModel(_Output):
 
     def predict(self, features: dict[str, float]) -> float:
         """Probability of churn for one tutor's features."""
-        import math
-
         z = self.intercept
         for name, mean, scale, coef in zip(self.feature_names, self.means, self.scales, self.coefficients, strict=True):
             z += coef * (features.get(name, 0.0) - mean) / (scale or 1.0)
