@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI routes, error mapping, metrics. Calls ``tutormax.services`` only."""

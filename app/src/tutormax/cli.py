@@ -1,0 +1,75 @@
+"""Console entry points: ``tutormax-api``, ``tutormax-worker``, ``tutormax-beat``, ``tutormax-migrate``.
+
+Each reads its configuration from the environment first and exits with status 2 and one line
+naming the bad setting when it is not usable. Extra arguments go to gunicorn, ``celery worker``,
+``celery beat`` and alembic respectively.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tutormax.settings import Settings, SettingsError, load_settings
+
+
+def _settings_or_exit(prog: str) -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"{prog}: {exc}\n")
+        raise SystemExit(2) from None
+
+
+def api(argv: list[str] | None = None) -> None:
+    """Serve the API with gunicorn and WORKERS uvicorn workers (see tutormax.gunicorn_conf)."""
+    _settings_or_exit("tutormax-api")
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    args = sys.argv[1:] if argv is None else argv
+    sys.argv = ["tutormax-api", "--config", "python:tutormax.gunicorn_conf", *args]
+    WSGIApplication("%(prog)s [OPTIONS]").run()
+
+
+def worker(argv: list[str] | None = None) -> None:
+    """Run a Celery worker (prefork, CELERY_WORKER_CONCURRENCY processes)."""
+    settings = _settings_or_exit("tutormax-worker")
+    from tutormax.worker.app import app
+
+    args = sys.argv[1:] if argv is None else argv
+    app.worker_main(
+        ["worker", "--loglevel", settings.log_level, "--hostname", f"tutormax@{settings.api_instance_id}", *args]
+    )
+
+
+def beat(argv: list[str] | None = None) -> None:
+    """Run Celery beat (exactly one per cluster) with the nightly schedule."""
+    settings = _settings_or_exit("tutormax-beat")
+    from tutormax.worker.app import app
+
+    args = sys.argv[1:] if argv is None else argv
+    app.start(["beat", "--loglevel", settings.log_level, "--schedule", settings.celery_beat_schedule_file, *args])
+
+
+def migrate(argv: list[str] | None = None) -> None:
+    """``alembic upgrade head`` (or the alembic command given) with only DATABASE_URL needed."""
+    from alembic.config import CommandLine
+
+    from tutormax.migrations import INI
+
+    if not os.environ.get("DATABASE_URL", "").strip():
+        sys.stderr.write("tutormax-migrate: invalid configuration: DATABASE_URL: is required but not set\n")
+        raise SystemExit(2)
+    args = (sys.argv[1:] if argv is None else argv) or ["upgrade", "head"]
+    CommandLine(prog="tutormax-migrate").main(argv=["--config", INI, *args])
+
+
+COMMANDS = {"api": api, "worker": worker, "beat": beat, "migrate": migrate}
+
+
+def main() -> None:
+    """``python -m tutormax COMMAND [ARGS]``."""
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.stderr.write(f"usage: python -m tutormax {{{','.join(COMMANDS)}}} [ARGS...]\n")
+        raise SystemExit(2)
+    COMMANDS[sys.argv[1]](sys.argv[2:])

@@ -1,0 +1,280 @@
+"""Every setting of the API, the worker and beat, read from the environment in one place.
+
+``load_settings()`` is the only way in: it turns pydantic's validation errors into a
+``SettingsError`` whose message names each bad setting without echoing its value (values may be
+secrets). Entry points print that message and exit with status 2, so a bad
+``/etc/tutormax/tutormax.env`` stops start-up with one readable line per problem.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Redis database number shared by the cache, pub/sub, the Celery broker and results. One
+#: database keeps the Redis ACL simple; key prefixes keep the users apart.
+DEFAULT_REDIS_DB = 0
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not hold a usable configuration."""
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """One Redis Sentinel, as given in ``REDIS_SENTINELS``."""
+
+    host: str
+    port: int
+
+
+def _parse_host_port(item: str, default_port: int) -> SentinelAddress:
+    host, sep, port_text = item.strip().rpartition(":")
+    if not sep:
+        host, port_text = item.strip(), str(default_port)
+    host = host.strip("[]")
+    if not host:
+        raise ValueError(f"{item.strip()!r} has no host")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{item.strip()!r} has no valid port")
+    return SentinelAddress(host, int(port_text))
+
+
+class Settings(BaseSettings):
+    """TutorMax configuration; each field is the environment variable of the same name."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", hide_input_in_errors=True)
+
+    # PostgreSQL
+    database_url: SecretStr = Field(description="Primary (read/write), postgresql://user:pass@host:5432/tutormax")
+    database_read_url: SecretStr | None = Field(None, description="Replica (read-only); defaults to DATABASE_URL")
+    database_pool_min_size: int = Field(1, ge=0, le=100)
+    database_pool_max_size: int = Field(10, ge=1, le=500)
+    database_pool_timeout: float = Field(5.0, gt=0, le=120, description="Seconds to wait for a pooled connection")
+    database_connect_timeout: int = Field(3, ge=2, le=60, description="libpq connect_timeout, seconds")
+    database_statement_timeout_ms: int = Field(15000, ge=0, le=3_600_000)
+
+    # Redis: either Sentinel (REDIS_SENTINELS) or one server (REDIS_URL)
+    redis_sentinels: str | None = None
+    redis_master_name: str = "tutormax-master"
+    redis_url: SecretStr | None = None
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_sentinel_password: SecretStr | None = None
+    redis_db: int = Field(DEFAULT_REDIS_DB, ge=0, le=15)
+    redis_socket_timeout: float = Field(0.5, gt=0, le=30)
+
+    # Celery (derived from the Redis settings when unset)
+    celery_broker_url: SecretStr | None = None
+    celery_result_backend: SecretStr | None = None
+    celery_worker_concurrency: int = Field(2, ge=1, le=64)
+    celery_beat_schedule_file: str = "celerybeat-schedule"
+
+    # Serving
+    api_instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    workers: int = Field(2, ge=1, le=64)
+    bind: str = "0.0.0.0:8000"
+    graceful_timeout: int = Field(30, ge=1, le=3600)
+    forwarded_allow_ips: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    health_timeout_seconds: float = Field(0.5, gt=0, le=10)
+    cache_ttl_seconds: int = Field(60, ge=1, le=86400)
+    prometheus_multiproc_dir: str | None = None
+
+    # SMTP (score-drop emails)
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "tutormax@localhost"
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(10.0, gt=0, le=120)
+
+    # Exports and scores
+    export_retention_hours: int = Field(24, ge=1, le=24 * 365)
+    export_max_rows: int = Field(100_000, ge=1, le=10_000_000)
+    score_drop_threshold: float = Field(5.0, ge=0, le=100)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _required_url(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is required but not set")
+        return value
+
+    @field_validator("database_url", "database_read_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        parts = urlsplit(text)
+        if parts.scheme.split("+")[0] not in {"postgres", "postgresql"}:
+            raise ValueError("must be a postgresql:// URL")
+        if not parts.hostname and "host=" not in parts.query:
+            raise ValueError("must name a host")
+        # libpq does not know SQLAlchemy's driver suffix (postgresql+psycopg://).
+        return SecretStr("postgresql" + text[len(parts.scheme) :])
+
+    @field_validator("database_read_url", "redis_url", "celery_broker_url", "celery_result_backend", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_sentinels", "redis_username", "smtp_user", mode="before")
+    @classmethod
+    def _empty_text_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("redis_password", "redis_sentinel_password", "smtp_password", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value else value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_list(cls, value: str | None) -> str | None:
+        if value is not None:
+            for item in value.split(","):
+                _parse_host_port(item, 26379)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in {"redis", "rediss"}:
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("celery_broker_url", "celery_result_backend")
+    @classmethod
+    def _celery_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            schemes = {urlsplit(chunk.strip()).scheme for chunk in value.get_secret_value().split(";")}
+            if not schemes <= {"redis", "rediss", "sentinel"}:
+                raise ValueError("must be redis://, rediss:// or sentinel:// URLs")
+        return value
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        if value.startswith("unix:"):
+            return value
+        _parse_host_port(value, 8000)
+        if ":" not in value:
+            raise ValueError("must be HOST:PORT or unix:PATH")
+        return value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _smtp_from(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError("must be an email address")
+        return value
+
+    @model_validator(mode="after")
+    def _one_redis(self) -> Settings:
+        if self.redis_sentinels and self.redis_url:
+            raise ValueError("REDIS_SENTINELS and REDIS_URL are both set: set exactly one")
+        if not self.redis_sentinels and not self.redis_url:
+            raise ValueError("REDIS_SENTINELS or REDIS_URL: one of them must be set")
+        if self.database_pool_min_size > self.database_pool_max_size:
+            raise ValueError("DATABASE_POOL_MIN_SIZE is larger than DATABASE_POOL_MAX_SIZE")
+        return self
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def sentinels(self) -> list[SentinelAddress]:
+        """The Sentinels from ``REDIS_SENTINELS`` (empty when ``REDIS_URL`` is used)."""
+        if not self.redis_sentinels:
+            return []
+        return [_parse_host_port(item, 26379) for item in self.redis_sentinels.split(",") if item.strip()]
+
+    @property
+    def primary_dsn(self) -> str:
+        """libpq URL of the primary."""
+        return self.database_url.get_secret_value()
+
+    @property
+    def replica_dsn(self) -> str | None:
+        """libpq URL of the replica, or None when reads go to the primary too."""
+        if self.database_read_url is None:
+            return None
+        url = self.database_read_url.get_secret_value()
+        return None if url == self.primary_dsn else url
+
+    def _redis_userinfo(self) -> str:
+        user = quote(self.redis_username or "", safe="")
+        password = quote(self.redis_password.get_secret_value(), safe="") if self.redis_password else ""
+        if not user and not password:
+            return ""
+        return f"{user}:{password}@" if password else f"{user}@"
+
+    def _derived_celery_url(self) -> str:
+        if self.redis_sentinels:
+            userinfo = self._redis_userinfo()
+            return ";".join(f"sentinel://{userinfo}{s.host}:{s.port}/{self.redis_db}" for s in self.sentinels)
+        assert self.redis_url is not None
+        parts = urlsplit(self.redis_url.get_secret_value())
+        if self.redis_username or self.redis_password:
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=self._redis_userinfo() + host)
+        return parts.geturl()
+
+    @property
+    def broker_url(self) -> str:
+        """Celery broker URL: ``CELERY_BROKER_URL`` or derived from the Redis settings."""
+        if self.celery_broker_url is not None:
+            return self.celery_broker_url.get_secret_value()
+        return self._derived_celery_url()
+
+    @property
+    def result_backend_url(self) -> str:
+        """Celery result backend URL: ``CELERY_RESULT_BACKEND`` or derived from the Redis settings."""
+        if self.celery_result_backend is not None:
+            return self.celery_result_backend.get_secret_value()
+        return self._derived_celery_url()
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings without secrets, for a start-up log line."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = None if value is None else "**********"
+            else:
+                out[name] = value
+        out["database_url"] = _redact_url(self.primary_dsn)
+        out["database_read_url"] = _redact_url(self.replica_dsn) if self.replica_dsn else None
+        return out
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username
+    return parts._replace(netloc=f"{user}:***@{host}" if user else host).geturl()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment; raise SettingsError naming every bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            location = "_".join(str(part) for part in error["loc"]).upper()
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "missing":
+                message = "is required but not set"
+            problems.append(f"{location}: {message}" if location else message)
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,23 @@
+"""The Celery app ``tutormax``: configuration from the settings, tasks, and the beat schedule."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from tutormax.data.taskqueue import create_celery
+from tutormax.settings import load_settings
+from tutormax.worker.schedule import BEAT_SCHEDULE
+
+
+def create_worker_app() -> Celery:
+    """The worker's Celery app, with the tasks and the beat schedule."""
+    settings = load_settings()
+    celery = create_celery(settings)
+    celery.conf.beat_schedule = BEAT_SCHEDULE
+    celery.conf.worker_consumer = "tutormax.worker.consumer:Consumer"
+    celery.conf.include = ["tutormax.worker.tasks"]
+    celery.tutormax_settings = settings
+    return celery
+
+
+app = create_worker_app()

@@ -1,0 +1,164 @@
+"""Settings: what the environment must hold, what is derived, and how bad input is reported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from urllib.parse import unquote
+
+import pytest
+
+from harness import APP_SRC
+from tutormax.data.taskqueue import MAX_HARD_TIME_LIMIT, TIME_LIMITS, VISIBILITY_TIMEOUT, celery_config
+from tutormax.settings import Settings, SettingsError, load_settings
+
+BASE = {
+    "DATABASE_URL": "postgresql://tutormax:pg-secret@db1:5432/tutormax",
+    "REDIS_SENTINELS": "10.0.0.5:26379,10.0.0.6:26379,10.0.0.7",
+    "REDIS_USERNAME": "tutormax",
+    "REDIS_PASSWORD": "redis-secret/with:odd@chars",
+    "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A clean environment holding BASE; tests add or remove variables."""
+    for name in list(os.environ):
+        if name.startswith(("DATABASE_", "REDIS_", "CELERY_", "SMTP_", "API_", "WORKERS", "BIND")):
+            monkeypatch.delenv(name)
+    for name, value in BASE.items():
+        monkeypatch.setenv(name, value)
+    return dict(BASE)
+
+
+def test_defaults_read_replica_falls_back_to_primary_and_master_name(env: dict[str, str]) -> None:
+    s = load_settings()
+    assert s.replica_dsn is None
+    assert s.redis_master_name == "tutormax-master"
+    assert s.bind == "0.0.0.0:8000"
+    assert [(a.host, a.port) for a in s.sentinels] == [("10.0.0.5", 26379), ("10.0.0.6", 26379), ("10.0.0.7", 26379)]
+
+
+def test_missing_database_url_names_the_setting(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL")
+    with pytest.raises(SettingsError, match=r"DATABASE_URL: is required but not set"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("WORKERS", "many", "WORKERS"),
+        ("WORKERS", "0", "WORKERS"),
+        ("DATABASE_URL", "mysql://u:pg-secret@h/db", "DATABASE_URL: must be a postgresql:// URL"),
+        ("REDIS_SENTINELS", "host-without-port:abc", "REDIS_SENTINELS"),
+        ("BIND", "nonsense", "BIND"),
+        ("SMTP_PORT", "70000", "SMTP_PORT"),
+        ("CELERY_BROKER_URL", "amqp://guest@rabbit//", "CELERY_BROKER_URL"),
+    ],
+)
+def test_bad_value_is_reported_by_name_without_its_value(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert message in str(caught.value)
+    assert "pg-secret" not in str(caught.value)
+
+
+def test_empty_database_url_counts_as_missing(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "  ")
+    with pytest.raises(SettingsError, match=r"DATABASE_URL: is required but not set"):
+        load_settings()
+
+
+def test_redis_url_and_sentinels_together_are_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://localhost:6379/0")
+    with pytest.raises(SettingsError, match="REDIS_SENTINELS and REDIS_URL are both set"):
+        load_settings()
+
+
+def test_no_redis_at_all_is_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_SENTINELS")
+    with pytest.raises(SettingsError, match="REDIS_SENTINELS or REDIS_URL"):
+        load_settings()
+
+
+def test_celery_urls_are_derived_for_sentinel_with_acl_user_and_transport_options(env: dict[str, str]) -> None:
+    s = load_settings()
+    chunks = s.broker_url.split(";")
+    assert len(chunks) == 3
+    assert chunks[0].startswith("sentinel://tutormax:")
+    assert chunks[0].endswith("@10.0.0.5:26379/0")
+    # The password is URL-quoted, and unquotes to the original.
+    assert unquote(chunks[0].split("://tutormax:")[1].rsplit("@", 1)[0]) == BASE["REDIS_PASSWORD"]
+    assert s.result_backend_url == s.broker_url
+    conf = celery_config(s)
+    for key in ("broker_transport_options", "result_backend_transport_options"):
+        assert conf[key]["master_name"] == "tutormax-master"
+        assert conf[key]["sentinel_kwargs"]["password"] == "sentinel-secret"
+    assert conf["task_acks_late"] is True
+    assert conf["task_reject_on_worker_lost"] is True
+    assert conf["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT > MAX_HARD_TIME_LIMIT
+
+
+def test_celery_urls_follow_plain_redis_url(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_SENTINELS")
+    monkeypatch.setenv("REDIS_URL", "redis://cache.internal:6379/2")
+    s = load_settings()
+    assert s.broker_url.startswith("redis://tutormax:")
+    assert s.broker_url.endswith("@cache.internal:6379/2")
+    assert "master_name" not in celery_config(s)["broker_transport_options"]
+
+
+def test_explicit_celery_urls_win(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERY_BROKER_URL", "sentinel://:x@s1:26379/3")
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://r:6379/4")
+    s = load_settings()
+    assert s.broker_url == "sentinel://:x@s1:26379/3"
+    assert celery_config(s)["broker_transport_options"]["master_name"] == "tutormax-master"
+    assert "master_name" not in celery_config(s)["result_backend_transport_options"]
+
+
+def test_redacted_settings_hide_every_secret(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "smtp-secret")
+    monkeypatch.setenv("DATABASE_READ_URL", "postgresql://tutormax:pg-secret@db2:5432/tutormax")
+    text = repr(load_settings().redacted()) + repr(load_settings())
+    for secret in ("pg-secret", "redis-secret", "sentinel-secret", "smtp-secret"):
+        assert secret not in text
+
+
+def test_every_task_has_a_hard_limit_below_the_published_maximum() -> None:
+    assert all(soft < hard <= MAX_HARD_TIME_LIMIT for soft, hard in TIME_LIMITS.values())
+    assert MAX_HARD_TIME_LIMIT == 600
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "beat"])
+def test_entry_point_with_bad_environment_exits_2_with_one_line_naming_the_setting(command: str) -> None:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(APP_SRC), "REDIS_URL": "redis://localhost:1/0", "WORKERS": "x"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tutormax", command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "DATABASE_URL: is required but not set" in done.stderr
+    assert "WORKERS" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_migrate_without_database_url_exits_2_naming_it() -> None:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(APP_SRC)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tutormax", "migrate"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2
+    assert "DATABASE_URL" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_settings_class_documents_every_variable_in_the_readme() -> None:
+    readme = (APP_SRC.parent / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
+    assert not missing, f"undocumented in app/README.md: {missing}"
