@@ -1,0 +1,100 @@
+"""A missing or placeholder PostgreSQL password stops the role in its preflight, before any host is touched.
+
+The role runs against an inventory whose only host cannot be reached (SSH to a closed local port):
+had any task before the failing assert needed the host, the run would end as UNREACHABLE instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD_APP = "q8Vt3mN0xR2pL7sK1wZ9"
+GOOD_REPLICATION = "a-long-random-generated-secret-4f9c2e"
+
+
+def run_role(tmp_path: Path, secrets: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    inventory = {
+        "all": {
+            "children": {
+                "postgres_primary": {
+                    "hosts": {
+                        "pg-unreachable": {
+                            "ansible_connection": "ssh",
+                            "ansible_host": "127.0.0.1",
+                            "ansible_port": 9,  # discard: nothing listens, the connection is refused
+                            "ansible_ssh_common_args": "-o ConnectTimeout=3",
+                            **secrets,
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    play = [{"name": "Apply the role", "hosts": "all", "gather_facts": False, "roles": ["tutormax.cluster.postgresql"]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    env = {
+        **os.environ,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+        "ANSIBLE_FACT_CACHING": "memory",
+    }
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
+        cwd=REPO,  # ansible.cfg there resolves tutormax.cluster from the checkout
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("secrets", "named"),
+    [
+        ({"postgresql_replication_password": GOOD_REPLICATION}, "postgresql_app_password"),
+        (
+            {
+                "postgresql_app_password": "CHANGE_ME_postgresql_app_password",
+                "postgresql_replication_password": GOOD_REPLICATION,
+            },
+            "postgresql_app_password",
+        ),
+        ({"postgresql_app_password": GOOD_APP}, "postgresql_replication_password"),
+        (
+            {"postgresql_app_password": GOOD_APP, "postgresql_replication_password": "CHANGE_ME_replication"},
+            "postgresql_replication_password",
+        ),
+    ],
+    ids=["app-missing", "app-placeholder", "replication-missing", "replication-placeholder"],
+)
+def test_missing_or_placeholder_password_fails_in_preflight_naming_the_variable(
+    tmp_path: Path, secrets: dict[str, str], named: str
+) -> None:
+    result = run_role(tmp_path, secrets)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "UNREACHABLE" not in out, out
+    assert f"{named} is missing or a placeholder" in out, out
+    assert "failed=1" in out, out
+    # Nothing after the failed assert ran: no package task was even attempted.
+    assert "Install PostgreSQL" not in out, out
+
+
+def test_good_passwords_pass_the_secret_checks_and_only_then_need_the_host(tmp_path: Path) -> None:
+    # The control case: with both passwords set, the run gets past the secret checks and fails only
+    # on what needs the host's facts, so the tests above can tell a preflight failure from others.
+    result = run_role(
+        tmp_path, {"postgresql_app_password": GOOD_APP, "postgresql_replication_password": GOOD_REPLICATION}
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "is missing or a placeholder" not in out, out
+    assert "supports Debian 12+ hosts with systemd" in out, out
