@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,19 @@ def sentinel(host, *args: str, addr: str = "127.0.0.1") -> str:
     return cli(host, "-p", "26379", *args, password=SENTINEL, addr=addr)
 
 
+# The topology does not change while the tests run; ask once per host.
+_cache: dict[tuple[str, str], str] = {}
+
+
+def cached(host, what: str, ask: Callable[[], str]) -> str:
+    key = (host.backend.get_hostname(), what)
+    if key not in _cache:
+        _cache[key] = ask()
+    return _cache[key]
+
+
 def private_address(host) -> str:
-    return host.check_output("hostname -I").split()[0]
+    return cached(host, "address", lambda: host.check_output("hostname -I").split()[0])
 
 
 def fields(flat: str) -> dict[str, str]:
@@ -48,7 +60,7 @@ def fields(flat: str) -> dict[str, str]:
 
 
 def master_address(host) -> str:
-    return sentinel(host, "SENTINEL", "get-master-addr-by-name", MASTER_NAME).splitlines()[0]
+    return cached(host, "master", lambda: sentinel(host, "SENTINEL", "get-master-addr-by-name", MASTER_NAME).split()[0])
 
 
 def test_redis_server_and_sentinel_are_enabled_and_running(host) -> None:
