@@ -3,7 +3,7 @@
 
 Every command is bounded in count or time and prints one JSON document:
   get URL [-n N] [-H 'Name: value'] [--gzip]   N requests, one new connection each
-  loop URL --seconds S [--interval I]          requests until S seconds have passed
+  loop URL --seconds S [--stop-file F]         requests until S seconds have passed or F exists
   ws URL [--message M] [--connections K]       K WebSocket upgrades, one echo each
 """
 
@@ -82,7 +82,7 @@ def cmd_get(args: argparse.Namespace) -> dict[str, object]:
 def cmd_loop(args: argparse.Namespace) -> dict[str, object]:
     deadline = time.monotonic() + min(args.seconds, 120)
     records = []
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (args.stop_file and os.path.exists(args.stop_file)):
         r = request(args.url, {}, timeout=5.0)
         records.append({"t": time.time(), "status": r["status"], "host": r.get("host"), "error": r.get("error")})
         time.sleep(args.interval)
@@ -137,6 +137,7 @@ def main() -> None:
     loop.add_argument("url")
     loop.add_argument("--seconds", type=float, required=True)
     loop.add_argument("--interval", type=float, default=0.02)
+    loop.add_argument("--stop-file")
     ws = sub.add_parser("ws")
     ws.add_argument("url")
     ws.add_argument("--message", default="hello")
