@@ -40,7 +40,7 @@ REFUSED: dict[str, tuple[dict[str, Any], str]] = {
     "allowlist-without-prefix": ({"nginx_lb_rate_limit_allowlist": ["10.0.0.0"]}, "nginx_lb_rate_limit_allowlist"),
     "real-ip-from-a-name": ({"nginx_lb_real_ip_from": ["proxy.example"]}, "nginx_lb_real_ip_from"),
     "body-size-malformed": ({"nginx_lb_client_max_body_size": "10 MB"}, "nginx_lb_client_max_body_size"),
-    "duration-malformed": ({"nginx_lb_proxy_read_timeout": "1 minute"}, "nginx_lb_proxy_read_timeout (got 1 minute)"),
+    "duration-malformed": ({"nginx_lb_proxy_read_timeout": "1 minute"}, '"nginx_lb_proxy_read_timeout": "1 minute"'),
     "retry-non-idempotent": (
         {"nginx_lb_proxy_next_upstream": ["error", "non_idempotent"]},
         "nginx_lb_proxy_next_upstream",

@@ -234,24 +234,26 @@ def test_rate_limit_passes_rate_plus_burst_then_429_and_spares_other_clients(lb,
 
 
 def test_drained_backend_gets_no_request_and_no_request_fails(lb) -> None:
+    # Drain lb-backend-2 and bring it back weighted 2, the way the rolling update will (delegated
+    # upstream.yml), while lb-1 sends requests all along.
     stop_file = f"/tmp/drain-loop-{time.time_ns()}"  # noqa: S108 - inside the test container
     command = f"lbprobe loop {LB_URL}/api/items --seconds 110 --stop-file {stop_file}"
-    loop = subprocess.Popen(
-        ["docker", "exec", "lb-1", *command.split()],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    loop = subprocess.Popen(["docker", "exec", "lb-1", *command.split()], stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(1)
         drain_started = time.time()
         drain = playbook("backend_state.yml", "-e", "backend=lb-backend-2", "-e", '{"state": {"down": true}}')
         assert drain.returncode == 0, drain.stdout[-3000:]
         drained_at = time.time()
+        assert "server 172" in lb.check_output("grep -F '  # lb-backend-2' /etc/nginx/conf.d/tutormax-upstreams.conf")
+        assert (
+            lb.check_output("grep -F '  # lb-backend-2' /etc/nginx/conf.d/tutormax-upstreams.conf").count(" down;") == 2
+        )
         drained = probe(lb, "get", f"{LB_URL}/api/items", "-n", "20")
         assert drained["hosts"] == {"lb-backend-1": 20}
         time.sleep(2)
         undrain_at = time.time()
-        undrain = playbook("backend_state.yml", "-e", "backend=lb-backend-2", "-e", '{"state": {}}')
+        undrain = playbook("backend_state.yml", "-e", "backend=lb-backend-2", "-e", '{"state": {"weight": 2}}')
         assert undrain.returncode == 0, undrain.stdout[-3000:]
         time.sleep(1)
     finally:
@@ -264,8 +266,11 @@ def test_drained_backend_gets_no_request_and_no_request_fails(lb) -> None:
     assert len(during) > 10
     assert {r["host"] for r in during} == {"lb-backend-1"}
     assert "lb-backend-2" in {r["host"] for r in records if r["t"] < drain_started}
-    after = probe(lb, "get", f"{LB_URL}/api/items", "-n", "20")
-    assert set(after["hosts"]) == set(BACKENDS)
+    # Back in rotation with weight 2: two requests of three (one at a time, so least_conn ties and
+    # the weighted round robin decides).
+    after = probe(lb, "get", f"{LB_URL}/api/items", "-n", "60")
+    assert after["statuses"] == {"200": 60}
+    assert 34 <= after["hosts"].get("lb-backend-2", 0) <= 46, after["hosts"]
 
 
 def test_broken_config_is_refused_and_the_running_config_keeps_serving(lb) -> None:
