@@ -8,6 +8,7 @@ are two ordinary clients with their own addresses. Tests run in file order; the 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -19,6 +20,10 @@ from typing import Any
 
 import pytest
 import testinfra
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 SCENARIO = Path(__file__).resolve().parent.parent
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -27,6 +32,7 @@ LB_URL = "http://127.0.0.1"
 LB_FROM_BACKENDS = "http://lb-1"
 BACKENDS = ("lb-backend-1", "lb-backend-2")
 # The role's defaults the scenario keeps.
+GIVEN_CN = "given.tutormax.test"
 RATE_PER_MINUTE = 100
 BURST = 20
 
@@ -273,21 +279,72 @@ def test_drained_backend_gets_no_request_and_no_request_fails(lb) -> None:
     assert 34 <= after["hosts"].get("lb-backend-2", 0) <= 46, after["hosts"]
 
 
-def test_broken_config_is_refused_and_the_running_config_keeps_serving(lb) -> None:
-    conf = "/etc/nginx/conf.d/tutormax.conf"
-    before = hashlib.sha256(lb.file(conf).content).hexdigest()
+def given_certificate(tmp_path: Path) -> Path:
+    """Extra-vars file with a certificate and key as the inventory would give them (from the vault)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, GIVEN_CN)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path = tmp_path / "given_certificate.json"
+    path.write_text(
+        json.dumps(
+            {
+                "nginx_lb_tls_certificate": cert.public_bytes(serialization.Encoding.PEM).decode(),
+                "nginx_lb_tls_private_key": pem_key.decode(),
+            }
+        )
+    )
+    return path
+
+
+def served_certificate_subject(lb) -> str:
+    return lb.check_output("echo | openssl s_client -connect 127.0.0.1:443 2>/dev/null | grep '^subject='")
+
+
+def test_broken_config_is_refused_and_the_running_config_keeps_serving(lb, tmp_path: Path) -> None:
+    # A broken directive, together with a new (valid) certificate: nothing of it may stay.
+    files = ["/etc/nginx/conf.d/tutormax.conf", "/etc/ssl/certs/tutormax-lb.pem", "/etc/ssl/private/tutormax-lb.key"]
+    before = {f: hashlib.sha256(lb.file(f).content).hexdigest() for f in files}
     workers = worker_pids(lb)
-    broken = playbook("converge.yml", "-e", '{"nginx_lb_extra_server_config": ["tutormax_broken_directive on;"]}')
+    broken = playbook(
+        "converge.yml",
+        "-e",
+        '{"nginx_lb_extra_server_config": ["tutormax_broken_directive on;"]}',
+        "-e",
+        f"@{given_certificate(tmp_path)}",
+    )
     assert broken.returncode != 0
     assert "tutormax_broken_directive" in broken.stdout
     assert "nginx.conf test failed" in broken.stdout
     assert "previous one put back" in broken.stdout
-    assert hashlib.sha256(lb.file(conf).content).hexdigest() == before
+    assert {f: hashlib.sha256(lb.file(f).content).hexdigest() for f in files} == before
     assert lb.run("nginx -t").rc == 0
-    assert lb.check_output("find /etc/nginx -name '*~'") == ""
+    assert lb.check_output("find /etc/nginx /etc/ssl -name '*~'") == ""
     # Same workers: nginx was never reloaded, and it still serves the old configuration.
     assert worker_pids(lb) == workers
     assert probe(lb, "get", f"{LB_URL}/api/items", "-n", "5")["statuses"] == {"200": 5}
+    assert "CN = lb-1" in served_certificate_subject(lb)
+
+
+def test_given_certificate_is_installed_and_served_after_a_reload(lb, tmp_path: Path) -> None:
+    result = playbook("converge.yml", "-e", f"@{given_certificate(tmp_path)}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"CN = {GIVEN_CN}" in served_certificate_subject(lb)
+    key = lb.file("/etc/ssl/private/tutormax-lb.key")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    assert lb.check_output("find /etc/nginx /etc/ssl -name '*~'") == ""
 
 
 def test_stopped_backend_is_routed_around_without_a_failed_get(lb, backend1) -> None:
