@@ -5,6 +5,9 @@ Both nginx instances run in one throwaway test-host container on the host networ
 127.0.0.1 of this machine. wrk (on this machine) loads each for a short fixed time, in rounds that
 alternate the proxies; the ratios are taken within each round (runs seconds apart, so the load of a
 shared machine hits both alike) and their median is reported, with the median req/s and p99.
+Because throughput on a busy shared machine swings with everybody else's load, each run also
+measures the CPU time nginx's workers spent per request (utime+stime from /proc), which depends far
+less on the neighbours: it is the cost of the configuration itself.
 
 - direct:   wrk -> uvicorn (context: what any proxy costs)
 - minimal:  nginx with only `proxy_pass` (no logging, a new backend connection per request)
@@ -200,16 +203,28 @@ def start_minimal() -> None:
     sh("docker", "exec", CONTAINER, "nginx", "-c", "/etc/nginx-minimal/nginx.conf")
 
 
+def nginx_cpu_seconds(pid_file: str) -> float:
+    """CPU time (user + system) used so far by the workers of the nginx whose master is in pid_file."""
+    script = f"for p in $(pgrep -P $(cat {pid_file})); do cut -d' ' -f14,15 /proc/$p/stat; done"
+    ticks = sum(int(t) for t in sh("docker", "exec", CONTAINER, "sh", "-c", script).stdout.split())
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def to_ms(value: str) -> float:
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, duration: int, connections: int, headers: list[str] | None = None) -> dict[str, Any]:
+def wrk(
+    url: str, duration: int, connections: int, headers: list[str] | None = None, pid_file: str | None = None
+) -> dict[str, Any]:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     for header in headers or []:
         cmd += ["-H", header]
+    cpu_before = nginx_cpu_seconds(pid_file) if pid_file else 0.0
     out = sh(*cmd, url, timeout=duration + 30).stdout
+    cpu = nginx_cpu_seconds(pid_file) - cpu_before if pid_file else None
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -217,6 +232,8 @@ def wrk(url: str, duration: int, connections: int, headers: list[str] | None = N
     errors = re.search(r"Socket errors:.*", out)
     return {
         "rps": rps,
+        "requests": requests,
+        "nginx_cpu_us_per_request": cpu / requests * 1e6 if cpu is not None and requests else None,
         "p50_ms": p50,
         "p99_ms": p99,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
@@ -225,8 +242,10 @@ def wrk(url: str, duration: int, connections: int, headers: list[str] | None = N
 
 
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    cpu = [r["nginx_cpu_us_per_request"] for r in runs if r["nginx_cpu_us_per_request"] is not None]
     return {
         "rps": statistics.median(r["rps"] for r in runs),
+        "nginx_cpu_us_per_request": statistics.median(cpu) if cpu else None,
         "p50_ms": statistics.median(r["p50_ms"] for r in runs),
         "p99_ms": statistics.median(r["p99_ms"] for r in runs),
         "non_2xx": sum(r["non_2xx"] for r in runs),
@@ -274,6 +293,13 @@ def main() -> None:
         "full+gzip": f"http://127.0.0.1:{FULL_PORT}{PATH}",
         "full https": f"https://127.0.0.1:{FULL_TLS_PORT}{PATH}",
     }
+    pid_files = {
+        "minimal": "/run/nginx-minimal.pid",
+        "minimal+keepalive": "/run/nginx-minimal.pid",
+        "full": "/run/nginx.pid",
+        "full+gzip": "/run/nginx.pid",
+        "full https": "/run/nginx.pid",
+    }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="nginx_lb_bench-") as tmpdir:
@@ -290,9 +316,10 @@ def main() -> None:
             runs["direct"].append(wrk(urls["direct"], duration, args.connections))
             for _ in range(rounds):
                 for name in ("minimal", "minimal+keepalive", "full"):
-                    runs[name].append(wrk(urls[name], duration, args.connections))
-            runs["full+gzip"].append(wrk(urls["full+gzip"], duration, args.connections, ["Accept-Encoding: gzip"]))
-            runs["full https"].append(wrk(urls["full https"], duration, args.connections))
+                    runs[name].append(wrk(urls[name], duration, args.connections, pid_file=pid_files[name]))
+            gzip = ["Accept-Encoding: gzip"]
+            runs["full+gzip"].append(wrk(urls["full+gzip"], duration, args.connections, gzip, pid_files["full"]))
+            runs["full https"].append(wrk(urls["full https"], duration, args.connections, pid_file=pid_files["full"]))
             statuses = sh(
                 "docker", "exec", CONTAINER, "sh", "-c",
                 "grep -o '\"status\":[0-9]*' /var/log/nginx/access.log | sort | uniq -c",
@@ -309,12 +336,18 @@ def main() -> None:
     ratio_keepalive = statistics.median(
         f["rps"] / k["rps"] for f, k in zip(runs["full"], runs["minimal+keepalive"], strict=True)
     )
+    cpu_ratio = statistics.median(
+        f["nginx_cpu_us_per_request"] / m["nginx_cpu_us_per_request"]
+        for f, m in zip(runs["full"], runs["minimal+keepalive"], strict=True)
+    )
     print()
-    print(f"{'configuration':<18} {'req/s':>9} {'vs minimal':>11} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    header = f"{'configuration':<18} {'req/s':>9} {'vs minimal':>11} {'p50 ms':>8} {'p99 ms':>8}"
+    print(header + f" {'nginx CPU us/req':>17} {'non-2xx':>8}")
     for name, s in summary.items():
+        cpu = s["nginx_cpu_us_per_request"]
         print(
             f"{name:<18} {s['rps']:>9.0f} {s['rps'] / summary['minimal']['rps']:>10.0%} "
-            f"{s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s['non_2xx']:>8}"
+            f"{s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {'-' if cpu is None else f'{cpu:.0f}':>17} {s['non_2xx']:>8}"
         )
     verdict = "met" if ratio >= 0.95 else "NOT met"
     print(f"\nfull keeps {ratio:.1%} of minimal's requests/s (median of per-round ratios; aim: 95%, {verdict})")
@@ -323,6 +356,7 @@ def main() -> None:
         f"{summary['minimal']['rps'] / summary['direct']['rps']:.2f}. nproc={os.cpu_count()}, load: {os.getloadavg()}"
     )
     print(f"full keeps {ratio_keepalive:.1%} of minimal+keepalive's requests/s (median of per-round ratios)")
+    print(f"nginx CPU per request, full / minimal+keepalive: {cpu_ratio:.2f} (median of per-round ratios)")
     print(f"statuses in the full configuration's access log: {full_statuses}")
     if any(s["non_2xx"] for s in summary.values()):
         print("WARNING: some responses were not 2xx; those runs do not measure proxying")
@@ -339,6 +373,7 @@ def main() -> None:
         "load_after": os.getloadavg(),
         "full_vs_minimal": ratio,
         "full_vs_minimal_keepalive": ratio_keepalive,
+        "nginx_cpu_per_request_full_vs_minimal_keepalive": cpu_ratio,
         "full_access_log_statuses": full_statuses,
         "results": summary,
     }
