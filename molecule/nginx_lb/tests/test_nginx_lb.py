@@ -71,6 +71,16 @@ def playbook(name: str, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def access_log_line(lb, text: str) -> dict[str, Any]:
+    """Last access log entry containing text (the log is buffered: lines arrive within a second)."""
+    for _ in range(20):
+        line = lb.check_output(f"grep -F '{text}' /var/log/nginx/access.log | tail -1")
+        if line:
+            return dict(json.loads(line))
+        time.sleep(0.5)
+    raise AssertionError(f"no access log line with {text}")
+
+
 def worker_pids(lb) -> set[str]:
     return set(lb.check_output("pgrep -f 'nginx: worker process$' || true").split())
 
@@ -157,8 +167,7 @@ def test_security_headers_are_on_every_response_and_hsts_only_on_https(lb) -> No
 def test_access_log_is_json_with_upstream_address_and_timings(lb) -> None:
     marker = f"/api/log-check-{time.time_ns()}"
     probe(lb, "get", f"{LB_URL}{marker}")
-    line = lb.check_output(f"grep -F '{marker}' /var/log/nginx/access.log | tail -1")
-    entry = json.loads(line)
+    entry = access_log_line(lb, marker)
     assert entry["status"] == 200
     assert entry["remote_addr"] == "127.0.0.1"
     assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+:8000", entry["upstream_addr"])
@@ -170,11 +179,11 @@ def test_access_log_is_json_with_upstream_address_and_timings(lb) -> None:
 
 def test_client_address_comes_from_the_trusted_proxy_header(lb) -> None:
     # The scenario trusts 127.0.0.1 as a proxy (nginx_lb_real_ip_from); a backend sees the client.
-    seen = probe(lb, "get", f"{LB_URL}/api/whoami", "-H", "'X-Forwarded-For: 203.0.113.7'")["first"]["json"]
+    marker = f"/api/whoami-{time.time_ns()}"
+    seen = probe(lb, "get", f"{LB_URL}{marker}", "-H", "'X-Forwarded-For: 203.0.113.7'")["first"]["json"]
     assert seen["x_real_ip"] == "203.0.113.7"
     assert seen["x_forwarded_proto"] == "http"
-    line = lb.check_output("grep -F '/api/whoami' /var/log/nginx/access.log | tail -1")
-    assert json.loads(line)["remote_addr"] == "203.0.113.7"
+    assert access_log_line(lb, marker)["remote_addr"] == "203.0.113.7"
 
 
 def test_websocket_upgrade_gets_101_echoes_and_sticks_to_one_backend_per_client(lb, backend1, backend2) -> None:
