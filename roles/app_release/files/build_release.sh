@@ -21,6 +21,13 @@ python=${TUTORMAX_BUILD_PYTHON:-python3}
 export PIP_CONFIG_FILE=/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# One build at a time per build directory (several checkouts or plays may share it).
+exec 9>"$(dirname "$out")/.build.lock"
+flock 9
+if [ -f "$archive" ]; then
+  echo "build_release: $archive exists (built meanwhile)"
+  exit 0
+fi
 
 if [ ! -f "$wheelhouse/.complete" ]; then
   echo "build_release: downloading the wheels of $lock for CPython 3.11 manylinux x86_64"
