@@ -30,6 +30,15 @@ def subscribe(ws: ClientConnection, tutor_id: int) -> None:
     assert receive(ws) == {"type": "subscribed", "tutor_id": tutor_id}
 
 
+def test_the_handshake_names_the_instance_that_holds_the_socket(apps: tuple[str, str]) -> None:
+    with connect(ws_url(apps[1])) as ws:
+        assert ws.response is not None
+        instance = ws.response.headers["X-Instance-Id"]
+    with connect(ws_url(apps[0])) as ws:
+        assert ws.response is not None
+        assert ws.response.headers["X-Instance-Id"] != instance
+
+
 def test_rating_on_instance_a_reaches_a_subscriber_on_instance_b(api: httpx.Client, apps: tuple[str, str]) -> None:
     tutor = create_tutor(api)
     other = create_tutor(api)

@@ -92,7 +92,9 @@ async def websocket_events(ws: WebSocket) -> None:
     if r.hub is None:
         await ws.close(code=1011)
         return
-    await ws.accept()
+    # The handshake names the instance, as every HTTP response does (X-Instance-Id), so a client
+    # behind the load balancer can tell which instance holds its socket.
+    await ws.accept(headers=[(b"x-instance-id", r.settings.api_instance_id.encode("latin-1", "replace"))])
     WEBSOCKETS.inc()
     client = _Client(ws, r, r.hub)
     tasks: list[asyncio.Task[None]] = []
