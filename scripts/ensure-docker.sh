@@ -2,6 +2,18 @@
 # Make sure a Docker engine answers. A new machine here has only the client: install docker.io
 # and start dockerd in the background (as root) when `docker info` fails.
 set -euo pipefail
+# Every systemd container takes several inotify instances; the kernel default (128 per user) stops
+# the twelfth or so container's systemd with exit 255 and no log. Raise it when we may.
+raise_inotify() {
+  local want=1024 have
+  have=$(sysctl -n fs.inotify.max_user_instances 2>/dev/null || echo "$want")
+  if [ "$have" -lt "$want" ]; then
+    if [ "$(id -u)" -eq 0 ]; then sysctl -qw fs.inotify.max_user_instances=$want || true
+    elif command -v sudo >/dev/null; then sudo sysctl -qw fs.inotify.max_user_instances=$want || true
+    fi
+  fi
+}
+raise_inotify
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
