@@ -1,0 +1,135 @@
+"""site.yml refuses a bad inventory or a missing secret in its first play, before any host is touched.
+
+Every host of these inventories is unreachable: a run the preflight stops never connects to one,
+and a run that gets past the preflight fails as UNREACHABLE in the fact-gathering play instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SECRETS = {
+    "vault_postgresql_app_password": "q8Vt3mN0xR2pL7sK1wZ9aa",
+    "vault_postgresql_replication_password": "b4Nc8xT2mQ7vL1pZ9kR3bb",
+    "vault_redis_password": "h6Wd1yU5nE8cJ3qA7sF2cc",
+    "vault_redis_app_password": "m2Kp9sX4vB7nQ1wE5rT8dd",
+    "vault_redis_sentinel_password": "z3Lq8wN6cV1bM4xR7tY2ee",
+}
+UNREACHABLE = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}
+
+
+def good_inventory() -> dict[str, Any]:
+    return {
+        "all": {
+            "vars": {**UNREACHABLE, **SECRETS},
+            "children": {
+                "lb": {"hosts": {"lb1": None}},
+                "api": {"hosts": {"api1": None, "api2": None}},
+                "postgres": {
+                    "children": {
+                        "postgres_primary": {"hosts": {"pg1": None}},
+                        "postgres_replica": {"hosts": {"pg2": None}},
+                    }
+                },
+                "redis": {
+                    "children": {
+                        "redis_master": {"hosts": {"r1": None}},
+                        "redis_replica": {"hosts": {"r2": None, "r3": None}},
+                    }
+                },
+                "redis_sentinel": {"hosts": {"r1": None, "r2": None, "r3": None}},
+                "celery_worker": {"hosts": {"w1": None, "w2": None}},
+                "celery_beat": {"hosts": {"w1": None}},
+            },
+        }
+    }
+
+
+def run_site(tmp_path: Path, inventory: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(REPO / "site.yml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")},
+    )
+
+
+def groups(inventory: dict[str, Any]) -> dict[str, Any]:
+    return dict(inventory["all"]["children"])
+
+
+def without_primary(inv: dict[str, Any]) -> None:
+    groups(inv)["postgres"]["children"]["postgres_primary"]["hosts"] = {}
+
+
+def two_beats(inv: dict[str, Any]) -> None:
+    groups(inv)["celery_beat"]["hosts"]["w2"] = None
+
+
+def two_sentinels(inv: dict[str, Any]) -> None:
+    groups(inv)["redis_sentinel"]["hosts"] = {"r1": None, "r2": None}
+
+
+def four_sentinels(inv: dict[str, Any]) -> None:
+    groups(inv)["redis_sentinel"]["hosts"]["r4"] = None
+
+
+def no_lb(inv: dict[str, Any]) -> None:
+    groups(inv)["lb"]["hosts"] = {}
+
+
+def primary_also_replica(inv: dict[str, Any]) -> None:
+    groups(inv)["postgres"]["children"]["postgres_replica"]["hosts"]["pg1"] = None
+
+
+def placeholder_secret(inv: dict[str, Any]) -> None:
+    inv["all"]["vars"]["vault_redis_app_password"] = "CHANGE_ME_redis_app_password"  # noqa: S105 - the placeholder
+
+
+def missing_secret(inv: dict[str, Any]) -> None:
+    del inv["all"]["vars"]["vault_postgresql_replication_password"]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (without_primary, "exactly one `postgres_primary`"),
+        (two_beats, "exactly one `celery_beat`"),
+        (two_sentinels, "three or more"),
+        (four_sentinels, "odd number"),
+        (no_lb, "at least one `api` and one `lb` host"),
+        (primary_also_replica, "pg1"),
+        (placeholder_secret, "vault_redis_app_password is missing"),
+        (missing_secret, "vault_postgresql_replication_password is missing"),
+    ],
+)
+def test_a_bad_inventory_stops_in_the_preflight_before_any_host_is_contacted(
+    tmp_path: Path, breakage: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    inventory = copy.deepcopy(good_inventory())
+    breakage(inventory)
+    done = run_site(tmp_path, inventory)
+    out = " ".join(done.stdout.split())
+    assert done.returncode != 0
+    assert expected in out, out[-2000:]
+    assert "UNREACHABLE" not in done.stdout
+    assert "Gathering Facts" not in done.stdout
+
+
+def test_a_good_inventory_passes_the_preflight_and_only_then_reaches_for_the_hosts(tmp_path: Path) -> None:
+    done = run_site(tmp_path, good_inventory())
+    assert done.returncode != 0
+    assert "UNREACHABLE" in done.stdout
+    assert "Preflight: inventory and secrets" in done.stdout
