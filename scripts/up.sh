@@ -20,11 +20,13 @@ run containers ansible-playbook playbooks/local/cluster_containers.yml
 step "secrets (generated once into inventories/local/group_vars/all/secrets.yml)"
 run secrets ansible-playbook playbooks/local/secrets.yml
 step "site.yml"
-run site.yml ansible-playbook site.yml
+mkdir -p .cache
+run site.yml bash -o pipefail -c 'ansible-playbook site.yml | tee .cache/make-up-site.log'
+changed=$(awk '/^PLAY RECAP/{r=1;next} r&&/changed=/{sub("changed=","",$4); t+=$4; if ($4>0) h=h" "$1"("$4")"} END{print t+0" "h}' .cache/make-up-site.log)
 step "verify"
 run verify ansible-playbook playbooks/verify.yml
 
-printf '\n%s\n' "make up: done in $(( $(date +%s) - t0 )) s"
+printf '\n%s\n' "make up: done in $(( $(date +%s) - t0 )) s; site.yml changed ${changed%% *} task(s)${changed#* }"
 printf '  %s\n' "${timings[@]}"
 cat <<'TXT'
 
