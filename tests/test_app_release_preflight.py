@@ -1,0 +1,114 @@
+"""A missing or placeholder secret of the app stops the api and celery roles in app_release's preflight.
+
+The roles run against hosts that cannot be reached (SSH to a closed local port), without facts: the
+preflight's asserts run on the controller, so a run that fails there touched no host, built nothing
+and changed nothing; a run that gets past it fails as UNREACHABLE at the first task on a host.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+VERSION = (REPO / "app" / "src" / "tutormax" / "VERSION").read_text().strip()
+SECRETS = {
+    "app_release_database_password": "q8Vt3mN0xR2pL7sK1wZ9aa",
+    "app_release_redis_password": "b4Nc8xT2mQ7vL1pZ9kR3bb",
+    "app_release_redis_sentinel_password": "h6Wd1yU5nE8cJ3qA7sF2cc",
+}
+UNREACHABLE = {
+    "ansible_connection": "ssh",
+    "ansible_host": "127.0.0.1",
+    "ansible_port": 9,  # discard: nothing listens, the connection is refused
+    "ansible_ssh_common_args": "-o ConnectTimeout=3",
+}
+
+
+def fake_release(build_dir: Path) -> None:
+    """An archive where the build step looks for one, so a run that gets past the preflight builds
+    nothing (the build script sees it and stops)."""
+    target = build_dir / VERSION / f"tutormax-release-{VERSION}.tar"
+    target.parent.mkdir(parents=True)
+    uv = build_dir / "uv"
+    uv.write_text("#!/bin/sh\n")
+    with tarfile.open(target, "w") as tar:
+        tar.add(uv, arcname="./bin/uv")
+
+
+def run_role(tmp_path: Path, role: str, secrets: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    fake_release(tmp_path / "build")
+    inventory = {
+        "all": {
+            "vars": {**UNREACHABLE, **secrets, "app_release_build_dir": str(tmp_path / "build")},
+            "children": {
+                "postgres_primary": {"hosts": {"pg-unreachable": None}},
+                "redis_sentinel": {"hosts": {"pg-unreachable": None}},
+                "api": {"hosts": {"app-unreachable": None}},
+                "celery_worker": {"hosts": {"app-unreachable": None}},
+                "celery_beat": {"hosts": {"app-unreachable": None}},
+            },
+        }
+    }
+    hosts = {"api": "api", "celery": "celery_worker:celery_beat"}[role]
+    play = [{"name": "Apply the role", "hosts": hosts, "gather_facts": False, "roles": [f"tutormax.cluster.{role}"]}]
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
+        cwd=REPO,  # ansible.cfg there resolves tutormax.cluster from the checkout
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+# Every secret, missing and placeholder, through the api role; the celery role includes the same
+# preflight, so one case shows it there.
+CASES = [
+    *(("api", variable, value) for variable in sorted(SECRETS) for value in (None, "CHANGE_ME_app_secret")),
+    ("celery", "app_release_redis_password", "CHANGE_ME_app_secret"),
+]
+
+
+@pytest.mark.parametrize(
+    ("role", "variable", "value"),
+    CASES,
+    ids=[f"{r}-{v.removeprefix('app_release_')}-{'placeholder' if x else 'missing'}" for r, v, x in CASES],
+)
+def test_a_missing_or_placeholder_secret_fails_the_preflight_naming_it(
+    tmp_path: Path, role: str, variable: str, value: str | None
+) -> None:
+    secrets = {k: v for k, v in SECRETS.items() if k != variable}
+    if value is not None:
+        secrets[variable] = value
+    result = run_role(tmp_path, role, secrets)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert f"{variable} is missing, shorter than 16 characters or a placeholder" in out, out
+    assert "UNREACHABLE" not in out, "a task past the preflight ran:\n" + out
+    assert "Build the release archive" not in out, out
+    assert not any(v in out for v in secrets.values() if v != value), "a secret was printed"
+
+
+@pytest.mark.parametrize("role", ["api", "celery"])
+def test_with_every_secret_set_the_run_gets_past_the_preflight_to_the_first_host_task(
+    tmp_path: Path, role: str
+) -> None:
+    # The control case: the same run with good secrets passes the checks, finds the (fake)
+    # archive and fails only at the first task that needs the host.
+    result = run_role(tmp_path, role, SECRETS)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "is missing, shorter than 16 characters or a placeholder" not in out, out
+    assert "build_release: exists" in out or "Build the release archive" in out, out
+    assert "UNREACHABLE" in out, out
+    assert "Look for the release on the host" in out, out
+    assert not any(v in out for v in SECRETS.values()), "a secret was printed"
