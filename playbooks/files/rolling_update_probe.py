@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 ESTABLISHED = "01"
+TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 
 
 def _address(hex_address: str) -> str:
@@ -33,10 +34,10 @@ def _address(hex_address: str) -> str:
     return str(address.ipv4_mapped or address)
 
 
-def connections(port: int, peers: set[str]) -> list[str]:
+def connections(port: int, peers: set[str], tables: tuple[str, ...] = TABLES) -> list[str]:
     """Established connections to local ``port`` from one of ``peers``, as "peer:port"."""
     found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for table in tables:
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
