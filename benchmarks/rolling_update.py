@@ -32,6 +32,7 @@ Ansible (the container connection of the local cluster or of a Molecule scenario
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -107,36 +108,57 @@ class Cluster:
             seen.setdefault(body.get("instance_id", "?"), Counter())[body.get("version", "?")] += 1
         return seen
 
-    def ansible(self, pattern: str, module: str, args: str, *, become_user: str = "") -> dict[str, str]:
-        """Run one ad-hoc module; returns host -> output (one line per host, `-o`)."""
-        cmd = ["ansible", "-i", self.inventory, pattern, "-o", "-m", module, "-a", args]
+    def ansible(self, pattern: str, module: str, args: dict[str, Any], *, become_user: str = "") -> dict[str, Any]:
+        """Run one ad-hoc module; returns host -> its result (the JSON callback's)."""
+        cmd = ["ansible", "-i", self.inventory, pattern, "-m", module, "-a", json.dumps(args)]
         if become_user:
             cmd += ["--become", "--become-user", become_user]
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=300)  # noqa: S603
-        out: dict[str, str] = {}
-        for line in proc.stdout.splitlines():
-            host, _, rest = line.partition(" | ")
-            if rest:
-                out[host.strip()] = rest
-        if proc.returncode != 0 and not out:
-            raise RuntimeError(f"ansible {pattern} {module} failed: {proc.stderr.strip()[-500:]}")
-        return out
+        env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="true", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=300, env=env)  # noqa: S603
+        try:
+            # The JSON document comes first; ansible.cfg's timing callbacks print after it.
+            document = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n") :])[0]
+            results: dict[str, Any] = document["plays"][0]["tasks"][0]["hosts"]
+        except (ValueError, KeyError, IndexError):
+            raise RuntimeError(
+                f"ansible {pattern} {module} failed: {proc.stdout[-500:]} {proc.stderr[-500:]}"
+            ) from None
+        return results
 
     def psql(self, sql: str) -> str:
-        out = self.ansible(
+        result = self.ansible(
             self.primary,
             "ansible.builtin.command",
-            "argv=" + json.dumps(["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]),
+            {"argv": ["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]},
             become_user="postgres",
-        )
-        return out.get(self.primary, "")
+        )[self.primary]
+        if result.get("rc") != 0:
+            raise RuntimeError(f"psql failed: {result.get('stderr') or result.get('msg')}")
+        return str(result.get("stdout", ""))
+
+    def hold_running_exports(self, hold: float, seconds: float) -> subprocess.Popen[bytes]:
+        """In the background, for ``seconds``: lock the rows of running exports, ``hold`` s at a time."""
+        sql = f"""
+            DO $$
+            DECLARE deadline timestamptz := clock_timestamp() + interval '{int(seconds)} seconds';
+            BEGIN
+              WHILE clock_timestamp() < deadline LOOP
+                PERFORM 1 FROM exports WHERE status = 'running' FOR UPDATE;
+                PERFORM pg_sleep({float(hold)});
+                COMMIT;
+              END LOOP;
+            END $$;"""
+        args = {"argv": ["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]}
+        cmd = ["ansible", "-i", self.inventory, self.primary, "-m", "ansible.builtin.command", "-a", json.dumps(args)]
+        cmd += ["--become", "--become-user", "postgres"]
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
     def pools(self) -> dict[str, dict[str, list[str]]]:
         """Per load balancer: the API hosts in service and the ones marked down (its upstream file)."""
-        out = self.ansible("lb", "ansible.builtin.command", "cat /etc/nginx/conf.d/tutormax-upstreams.conf")
+        out = self.ansible("lb", "ansible.builtin.slurp", {"src": "/etc/nginx/conf.d/tutormax-upstreams.conf"})
         pools = {}
-        for lb, text in out.items():
-            text = text.replace("\\n", "\n").split("upstream tutormax_ws")[0]
+        for lb, result in out.items():
+            text = base64.b64decode(result.get("content", "")).decode().split("upstream tutormax_ws")[0]
             servers = re.findall(r"server\s[^;#]*?( down)?;\s*#\s*(\S+)", text)
             pools[lb] = {
                 "in_service": [name for down, name in servers if not down],
@@ -173,14 +195,21 @@ def next_patch(version: str, step: int = 1) -> str:
 
 
 class ExportStream:
-    """Requests a multi-second export every ``interval`` s while the workers restart, then follows them."""
+    """Export tasks that run for seconds while the workers restart, followed to their end.
 
-    def __init__(self, cluster: Cluster, events: Path, interval: float, limit: int) -> None:
-        self.cluster, self.events, self.interval, self.limit = cluster, events, interval, limit
+    An export of the app takes well under a second here. So that one is surely running when a worker
+    gets SIGTERM, a session on the primary holds the row of every running export (SELECT ... FOR
+    UPDATE, released every ``hold`` seconds): the task's final UPDATE waits for it, inside the worker,
+    like a slow query would. ``hold`` stays below the app's statement timeout (15 s).
+    """
+
+    def __init__(self, cluster: Cluster, events: Path, interval: float, limit: int, hold: float) -> None:
+        self.cluster, self.events, self.interval, self.limit, self.hold = cluster, events, interval, limit, hold
         self.ids: list[str] = []
         self.errors: list[str] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.holder: subprocess.Popen[bytes] | None = None
 
     def _api_phase_over(self, planned: list[str]) -> bool:
         events = loadgen.read_events(self.events)
@@ -199,6 +228,10 @@ class ExportStream:
                 break
             time.sleep(0.3)
         # Exports start a few seconds before the first worker stops, and keep coming.
+        if not self.stop.is_set() and self.hold > 0:
+            self.holder = self.cluster.hold_running_exports(
+                self.hold, seconds=min(150, self.limit * self.interval + 30)
+            )
         while not self.stop.is_set() and len(self.ids) < self.limit:
             try:
                 response = self.cluster.http.post(
@@ -215,6 +248,11 @@ class ExportStream:
     def follow(self, timeout: float) -> dict[str, dict[str, Any]]:
         """Each export's final state (waits until none is pending or running, at most ``timeout`` s)."""
         deadline = time.time() + timeout
+        if self.holder is not None:
+            try:
+                self.holder.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.holder.kill()
         states: dict[str, dict[str, Any]] = {}
         while True:
             for export_id in self.ids:
@@ -256,7 +294,10 @@ class Harness:
             " SELECT t.id, d::date, 3, 2, 1, 0, 90, 2, 8, 4.0 FROM (SELECT id FROM tutors ORDER BY id"
             f" LIMIT {tutors}) t,"
             f" generate_series(date '{EXPORT_END}' - {days}, date '{EXPORT_END}', interval '1 day') d"
-            " ON CONFLICT DO NOTHING; SELECT count(*) FROM daily_metrics WHERE day <= date '2001-12-31';"
+            " ON CONFLICT DO NOTHING;"
+            f" DELETE FROM daily_metrics WHERE day <= date '{EXPORT_END}'"
+            f" AND tutor_id NOT IN (SELECT id FROM tutors ORDER BY id LIMIT {tutors});"
+            f" SELECT count(*) FROM daily_metrics WHERE day <= date '{EXPORT_END}';"
         )
         print("seeding export data:", self.cluster.psql(sql)[-60:], flush=True)
 
@@ -294,7 +335,9 @@ class Harness:
         generator = loadgen.LoadGenerator(self.cluster.lb_url, self.args.rate, max_in_flight=self.args.max_in_flight)
         generator.start(self.args.baseline + self.args.playbook_timeout + self.args.after + 30)
         time.sleep(self.args.baseline)
-        stream = ExportStream(self.cluster, events, self.args.export_interval, self.args.export_limit)
+        stream = ExportStream(
+            self.cluster, events, self.args.export_interval, self.args.export_limit, self.args.export_hold
+        )
         t_start = time.time()
         proc = self.playbook(version, events, log, extra or {})
         if exports:
@@ -576,9 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")
     parser.add_argument("--playbook-timeout", type=float, default=1500.0)
     parser.add_argument("--samples", type=int, default=60, help="/health requests to see every instance's version")
-    parser.add_argument("--export-tutors", type=int, default=150, help="tutors x 365 days of metrics per export")
-    parser.add_argument("--export-interval", type=float, default=2.0, help="seconds between export requests")
-    parser.add_argument("--export-limit", type=int, default=40, help="most exports one step requests")
+    parser.add_argument("--export-tutors", type=int, default=40, help="tutors x 365 days of metrics per export")
+    parser.add_argument("--export-interval", type=float, default=1.0, help="seconds between export requests")
+    parser.add_argument("--export-limit", type=int, default=90, help="most exports one step requests")
+    parser.add_argument("--export-hold", type=float, default=6.0, help="seconds a running export is held")
     parser.add_argument("--export-timeout", type=float, default=300.0, help="seconds to wait for the exports")
     args = parser.parse_args(argv)
     return Harness(args).run()
