@@ -376,6 +376,7 @@ class Harness:
             "p50_ms": {w: s["p50_ms"] for w, s in summary["windows"].items()},
             "p99_ms": {w: s["p99_ms"] for w, s in summary["windows"].items()},
             "api_host_seconds": {s["host"]: s.get("seconds") for s in spans},
+            "api_host_no_traffic_s": loadgen.instance_gaps(result.records, spans),
             "api_host_drain_wait_s": {
                 e["host"]: (e.get("detail") or {}).get("waited_s") for e in event_list if e.get("event") == "drained"
             },
@@ -612,9 +613,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="update,fail,rollback,back", help="any of update,fail,rollback,back")
     parser.add_argument("--version", default="", help="release to roll out (default: next patch of what runs)")
     parser.add_argument("--bad-version", default="", help="release of the failing step (default: the next patch)")
-    parser.add_argument("--rate", type=float, default=120.0, help="requests per second through the load balancer")
+    parser.add_argument("--rate", type=float, default=110.0, help="requests per second through the load balancer")
     parser.add_argument("--min-rate", type=float, default=100.0, help="fail when the load fell below this")
-    parser.add_argument("--max-in-flight", type=int, default=256)
+    parser.add_argument("--max-in-flight", type=int, default=1000)
     parser.add_argument("--baseline", type=float, default=20.0, help="seconds of load before each playbook")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")
     parser.add_argument("--playbook-timeout", type=float, default=1500.0)

@@ -7,16 +7,23 @@ running ROOT UNIT...        Which release each running unit's main process has l
                             ROOT/releases/<version>/ its memory maps point into (the `current`
                             link is resolved when a process starts, so this is the truth even after
                             the link moved). Prints JSON.
+state ROOT VERSION PORT UNIT...
+                            Everything the rollout's plan needs from one host in one call: the
+                            release `current` points to, whether VERSION is installed, /health on
+                            127.0.0.1:PORT (0: not an API host) and `running` for the UNITs.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ESTABLISHED = "01"
@@ -93,9 +100,38 @@ def running(root: str, units: list[str]) -> dict[str, object]:
     return result
 
 
+def health(port: int) -> dict[str, object]:
+    """/health of the local API instance: HTTP status and its JSON (503 answers carry JSON too)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError as exc:
+        return {"status": 0, "error": type(exc).__name__}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    return {"status": status, "version": data.get("version"), "instance_id": data.get("instance_id")}
+
+
+def state(root: str, version: str, port: int, units: list[str]) -> dict[str, object]:
+    current = Path(root, "current")
+    return {
+        "current": Path(os.readlink(current)).name if current.is_symlink() else "",
+        "installed": Path(root, "releases", version, ".installed").exists(),
+        "health": health(port) if port else None,
+        "units": running(root, units) if units else {},
+    }
+
+
 def main(argv: list[str]) -> int:
     if len(argv) >= 3 and argv[0] == "idle":
         print(json.dumps(idle(int(argv[1]), float(argv[2]), set(argv[3:]))))
+        return 0
+    if len(argv) >= 4 and argv[0] == "state":
+        print(json.dumps(state(argv[1], argv[2], int(argv[3]), argv[4:])))
         return 0
     if len(argv) >= 2 and argv[0] == "running":
         print(json.dumps(running(argv[1], argv[2:])))
