@@ -1,0 +1,633 @@
+"""The rolling update under steady load, end to end, as a check that fails when it should.
+
+    python benchmarks/rolling_update.py [--inventory inventories/local] [--lb-url http://127.0.0.1:8080]
+        [--steps update,fail,rollback,back] [--rate 120] [--api-hosts a,b,c] [--worker-hosts w1,w2]
+
+Each step runs `ansible-playbook rolling_update.yml` while benchmarks/loadgen.py sends a steady
+mixed load (GET and POST, one connection per request, nothing retried) through the load balancer,
+from --baseline seconds before the playbook until --after seconds after it. Every response is
+recorded; the step's plot marks each API host's time out of the pool and the worker restarts
+(the playbook writes them to an events file, rolling_update_events_file).
+
+  update    V0 -> V1 (V1: the next patch of what runs, unless --version): exit 0, no failed request,
+            every API instance (sampled through the load balancer) and every Celery process on V1.
+            Export tasks (several seconds each, on data seeded far in the past) are requested while
+            the workers restart; those running on a worker when it stopped must end `done` after
+            the stop (warm shutdown), and every export requested must end `done` (none lost).
+  fail      V1 -> V2 with an invalid setting (CACHE_TTL_SECONDS=0 through app_release_env_extra:
+            the app refuses to start, exit status 2): non-zero exit naming the host and the
+            rollback, only the first API host touched, it answers nothing through the load
+            balancer and is marked down there, the others still on V1, no failed request.
+  rollback  back to V1 (the release kept from before V2): the failed host first, back in the pool,
+            everything on V1, no failed request, nothing built or installed.
+  back      back to V0 on every host, one by one (kept release: a link switch and a restart),
+            no failed request, nothing built or installed.
+
+Figures (requests, failures, p99 before/during, seconds per host) are printed and written to
+benchmarks/results/rolling_update-<time>.json with one PNG per step. Exit status 0 only when every
+check of every step passed. Traffic goes to the loopback URL only; the inventory is reached with
+Ansible (the container connection of the local cluster or of a Molecule scenario).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen
+
+REPO = loadgen.REPO
+RESULTS = loadgen.RESULTS
+BAD_SETTING = {"CACHE_TTL_SECONDS": "0"}
+EXPORT_END, EXPORT_DAYS = "2001-12-31", 365
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class Step:
+    name: str
+    version: str
+    rc: int | None = None
+    seconds: float = 0.0
+    checks: list[Check] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, name: str, ok: bool, detail: str = "") -> None:
+        self.checks.append(Check(name, bool(ok), detail))
+        print(f"  [{'ok' if ok else 'FAIL'}] {name}{': ' + detail if detail else ''}", flush=True)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+class Cluster:
+    """The cluster as the harness sees it: Ansible for the hosts, the load balancer URL for HTTP."""
+
+    def __init__(self, inventory: str, lb_url: str, api_hosts: list[str], worker_hosts: list[str]) -> None:
+        loadgen.check_loopback(lb_url)
+        self.inventory = inventory
+        self.lb_url = lb_url.rstrip("/")
+        groups = inventory_groups(inventory)
+        self.api = api_hosts or groups.get("api", [])
+        self.workers = worker_hosts or sorted(set(groups.get("celery_worker", []) + groups.get("celery_beat", [])))
+        self.lbs = groups.get("lb", [])
+        self.primary = (groups.get("postgres_primary") or [""])[0]
+        self.http = httpx.Client(base_url=self.lb_url, timeout=10, headers={"Connection": "close"})
+
+    def sample(self, n: int = 60) -> dict[str, Counter[str]]:
+        """Instance -> versions seen in ``n`` /health answers through the load balancer."""
+        seen: dict[str, Counter[str]] = {}
+        for _ in range(n):
+            try:
+                body = self.http.get("/health").json()
+            except (httpx.HTTPError, ValueError):
+                seen.setdefault("(error)", Counter())["-"] += 1
+                continue
+            seen.setdefault(body.get("instance_id", "?"), Counter())[body.get("version", "?")] += 1
+        return seen
+
+    def ansible(self, pattern: str, module: str, args: dict[str, Any], *, become_user: str = "") -> dict[str, Any]:
+        """Run one ad-hoc module; returns host -> its result (the JSON callback's)."""
+        cmd = ["ansible", "-i", self.inventory, pattern, "-m", module, "-a", json.dumps(args)]
+        if become_user:
+            cmd += ["--become", "--become-user", become_user]
+        env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="true", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=300, env=env)  # noqa: S603
+        try:
+            # The JSON document comes first; ansible.cfg's timing callbacks print after it.
+            document = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n") :])[0]
+            results: dict[str, Any] = document["plays"][0]["tasks"][0]["hosts"]
+        except (ValueError, KeyError, IndexError):
+            raise RuntimeError(
+                f"ansible {pattern} {module} failed: {proc.stdout[-500:]} {proc.stderr[-500:]}"
+            ) from None
+        return results
+
+    def psql(self, sql: str) -> str:
+        result = self.ansible(
+            self.primary,
+            "ansible.builtin.command",
+            {"argv": ["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]},
+            become_user="postgres",
+        )[self.primary]
+        if result.get("rc") != 0:
+            raise RuntimeError(f"psql failed: {result.get('stderr') or result.get('msg')}")
+        return str(result.get("stdout", ""))
+
+    def hold_running_exports(self, hold: float, seconds: float) -> subprocess.Popen[bytes]:
+        """In the background, for ``seconds``: lock the rows of running exports, ``hold`` s at a time."""
+        sql = f"""
+            DO $$
+            DECLARE deadline timestamptz := clock_timestamp() + interval '{int(seconds)} seconds';
+            BEGIN
+              WHILE clock_timestamp() < deadline LOOP
+                PERFORM 1 FROM exports WHERE status = 'running' FOR UPDATE;
+                PERFORM pg_sleep({float(hold)});
+                COMMIT;
+              END LOOP;
+            END $$;"""
+        args = {"argv": ["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]}
+        cmd = ["ansible", "-i", self.inventory, self.primary, "-m", "ansible.builtin.command", "-a", json.dumps(args)]
+        cmd += ["--become", "--become-user", "postgres"]
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+
+    def pools(self) -> dict[str, dict[str, list[str]]]:
+        """Per load balancer: the API hosts in service and the ones marked down (its upstream file)."""
+        out = self.ansible("lb", "ansible.builtin.slurp", {"src": "/etc/nginx/conf.d/tutormax-upstreams.conf"})
+        pools = {}
+        for lb, result in out.items():
+            text = base64.b64decode(result.get("content", "")).decode().split("upstream tutormax_ws")[0]
+            servers = re.findall(r"server\s[^;#]*?( down)?;\s*#\s*(\S+)", text)
+            pools[lb] = {
+                "in_service": [name for down, name in servers if not down],
+                "down": [name for down, name in servers if down],
+            }
+        return pools
+
+
+def inventory_groups(inventory: str) -> dict[str, list[str]]:
+    """Group -> hosts (children resolved) from ansible-inventory."""
+    proc = subprocess.run(  # noqa: S603
+        ["ansible-inventory", "-i", inventory, "--list"],  # noqa: S607
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    data = json.loads(proc.stdout)
+
+    def hosts(group: str) -> list[str]:
+        entry = data.get(group, {})
+        found = list(entry.get("hosts", []))
+        for child in entry.get("children", []):
+            found += [h for h in hosts(child) if h not in found]
+        return found
+
+    return {group: hosts(group) for group in data if group != "_meta"}
+
+
+def next_patch(version: str, step: int = 1) -> str:
+    major, minor, patch = (int(x) for x in re.match(r"(\d+)\.(\d+)\.(\d+)", version).groups())  # type: ignore[union-attr]
+    return f"{major}.{minor}.{patch + step}"
+
+
+class ExportStream:
+    """Export tasks that run for seconds while the workers restart, followed to their end.
+
+    An export of the app takes well under a second here. So that one is surely running when a worker
+    gets SIGTERM, a session on the primary holds the row of every running export (SELECT ... FOR
+    UPDATE, released every ``hold`` seconds): the task's final UPDATE waits for it, inside the worker,
+    like a slow query would. ``hold`` stays below the app's statement timeout (15 s).
+    """
+
+    def __init__(self, cluster: Cluster, events: Path, interval: float, limit: int, hold: float) -> None:
+        self.cluster, self.events, self.interval, self.limit, self.hold = cluster, events, interval, limit, hold
+        self.ids: list[str] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.holder: subprocess.Popen[bytes] | None = None
+
+    def _api_phase_over(self, planned: list[str]) -> bool:
+        events = loadgen.read_events(self.events)
+        finished = {e["host"] for e in events if e.get("event") in ("returned", "failed")}
+        phase4 = any(e.get("event", "").startswith("worker") for e in events)
+        return phase4 or (bool(planned) and set(planned) <= finished)
+
+    def _run(self) -> None:
+        planned: list[str] | None = None
+        while not self.stop.is_set():
+            if planned is None:
+                start = [e for e in loadgen.read_events(self.events) if e.get("event") == "start"]
+                if start:
+                    planned = list(start[0].get("detail", {}).get("api", []))
+            if planned is not None and self._api_phase_over(planned):
+                break
+            time.sleep(0.3)
+        # Exports start a few seconds before the first worker stops, and keep coming.
+        if not self.stop.is_set() and self.hold > 0:
+            self.holder = self.cluster.hold_running_exports(
+                self.hold, seconds=min(150, self.limit * self.interval + 30)
+            )
+        while not self.stop.is_set() and len(self.ids) < self.limit:
+            try:
+                response = self.cluster.http.post(
+                    "/api/exports", json={"kind": "daily_metrics", "end": EXPORT_END, "days": EXPORT_DAYS}
+                )
+                if response.status_code == 202:
+                    self.ids.append(response.json()["id"])
+                else:
+                    self.errors.append(f"HTTP {response.status_code}")
+            except httpx.HTTPError as exc:
+                self.errors.append(type(exc).__name__)
+            self.stop.wait(self.interval)
+
+    def follow(self, timeout: float) -> dict[str, dict[str, Any]]:
+        """Each export's final state (waits until none is pending or running, at most ``timeout`` s)."""
+        deadline = time.time() + timeout
+        if self.holder is not None:
+            try:
+                self.holder.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.holder.kill()
+        states: dict[str, dict[str, Any]] = {}
+        while True:
+            for export_id in self.ids:
+                if states.get(export_id, {}).get("status") in ("done", "failed"):
+                    continue
+                try:
+                    states[export_id] = self.cluster.http.get(f"/api/exports/{export_id}").json()
+                except (httpx.HTTPError, ValueError) as exc:
+                    states[export_id] = {"status": f"unreadable: {type(exc).__name__}"}
+            pending = [i for i in self.ids if states[i].get("status") not in ("done", "failed")]
+            if not pending or time.time() > deadline:
+                return states
+            time.sleep(2)
+
+
+class Harness:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.cluster = Cluster(
+            args.inventory,
+            args.lb_url,
+            [h for h in args.api_hosts.split(",") if h],
+            [h for h in args.worker_hosts.split(",") if h],
+        )
+        self.stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.steps: list[Step] = []
+        RESULTS.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ helpers
+    def versions(self) -> dict[str, Counter[str]]:
+        return self.cluster.sample(self.args.samples)
+
+    def seed_exports(self) -> None:
+        """Daily metrics far in the past, so that one export takes seconds (and nothing else reads them)."""
+        tutors, days = int(self.args.export_tutors), EXPORT_DAYS - 1
+        sql = (
+            "INSERT INTO daily_metrics (tutor_id, day, sessions_total, sessions_completed, no_shows, cancellations,"  # noqa: S608
+            " minutes_taught, ratings_count, rating_sum, avg_rating)"
+            " SELECT t.id, d::date, 3, 2, 1, 0, 90, 2, 8, 4.0 FROM (SELECT id FROM tutors ORDER BY id"
+            f" LIMIT {tutors}) t,"
+            f" generate_series(date '{EXPORT_END}' - {days}, date '{EXPORT_END}', interval '1 day') d"
+            " ON CONFLICT DO NOTHING;"
+            f" DELETE FROM daily_metrics WHERE day <= date '{EXPORT_END}'"
+            f" AND tutor_id NOT IN (SELECT id FROM tutors ORDER BY id LIMIT {tutors});"
+            f" SELECT count(*) FROM daily_metrics WHERE day <= date '{EXPORT_END}';"
+        )
+        print("seeding export data:", self.cluster.psql(sql)[-60:], flush=True)
+
+    def playbook(self, version: str, events: Path, log: Path, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
+        cmd = [
+            "ansible-playbook",
+            "-i",
+            self.cluster.inventory,
+            "rolling_update.yml",
+            "-e",
+            json.dumps({"tutormax_version": version, "rolling_update_events_file": str(events), **extra}),
+        ]
+        env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1")
+        print(f"  $ {' '.join(cmd)}  (log: {log})", flush=True)
+        with log.open("wb") as out:
+            return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+
+    def run_step(
+        self,
+        name: str,
+        version: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        exports: bool = False,
+        checks: Callable[[Step, dict[str, Any], list[dict[str, Any]], str], None],
+    ) -> Step:
+        step = Step(name, version)
+        self.steps.append(step)
+        prefix = f"rolling_update-{self.stamp}-{name}"
+        events, log = RESULTS / f"{prefix}.events.jsonl", RESULTS / f"{prefix}.ansible.log"
+        events.unlink(missing_ok=True)
+        print(
+            f"\n== {name}: rolling_update.yml -e tutormax_version={version} under {self.args.rate:g} req/s", flush=True
+        )
+        generator = loadgen.LoadGenerator(self.cluster.lb_url, self.args.rate, max_in_flight=self.args.max_in_flight)
+        generator.start(self.args.baseline + self.args.playbook_timeout + self.args.after + 30)
+        time.sleep(self.args.baseline)
+        stream = ExportStream(
+            self.cluster, events, self.args.export_interval, self.args.export_limit, self.args.export_hold
+        )
+        t_start = time.time()
+        proc = self.playbook(version, events, log, extra or {})
+        if exports:
+            stream.thread.start()
+        try:
+            step.rc = proc.wait(timeout=self.args.playbook_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            step.rc = proc.wait()
+            step.check("playbook finished in time", False, f"killed after {self.args.playbook_timeout} s")
+        t_end = time.time()
+        stream.stop.set()
+        time.sleep(self.args.after)
+        result = generator.stop()
+        step.seconds = round(t_end - t_start, 1)
+        summary = loadgen.summarize(
+            result, [("before", result.started, t_start), ("during", t_start, t_end), ("after", t_end, 1e12)]
+        )
+        event_list = loadgen.read_events(events)
+        paths = loadgen.write_results(
+            prefix, result, summary, event_list, title=f"rolling_update.yml -e tutormax_version={version} ({name})"
+        )
+        output = log.read_text(errors="replace")
+        spans = loadgen.host_spans(event_list)
+        workers = [e for e in event_list if e.get("event") == "worker_back"]
+        step.figures = {
+            "playbook_rc": step.rc,
+            "playbook_seconds": step.seconds,
+            "requests": summary["overall"]["requests"],
+            "failed": summary["overall"]["failed"],
+            "non_2xx": summary["overall"]["non_2xx"],
+            "errors": summary["overall"]["errors"],
+            "writes": summary["overall"]["writes"],
+            "by_status": summary["overall"]["by_status"],
+            "rate_per_s": summary["overall"]["rate_per_s"],
+            "p50_ms": {w: s["p50_ms"] for w, s in summary["windows"].items()},
+            "p99_ms": {w: s["p99_ms"] for w, s in summary["windows"].items()},
+            "api_host_seconds": {s["host"]: s.get("seconds") for s in spans},
+            "api_host_no_traffic_s": loadgen.instance_gaps(result.records, spans),
+            "api_host_drain_wait_s": {
+                e["host"]: (e.get("detail") or {}).get("waited_s") for e in event_list if e.get("event") == "drained"
+            },
+            "worker_host_seconds": {e["host"]: (e.get("detail") or {}).get("seconds") for e in workers},
+            "files": {k: str(v) for k, v in paths.items()} | {"ansible_log": str(log), "events": str(events)},
+        }
+        print(
+            f"  {step.figures['requests']} requests ({step.figures['writes']} POST), {step.figures['failed']} failed; "
+            f"p99 before {step.figures['p99_ms'].get('before')} ms, during {step.figures['p99_ms'].get('during')} ms; "
+            f"playbook {step.seconds} s rc={step.rc}; API hosts out of the pool (s): "
+            f"{step.figures['api_host_seconds']}",
+            flush=True,
+        )
+        step.check(
+            "no failed client request",
+            summary["overall"]["failed"] == 0,
+            f"{summary['overall']['requests']} requests, by status {summary['overall']['by_status']}, "
+            f"errors {summary['overall']['by_error']}",
+        )
+        step.check(
+            f"load held at least {self.args.min_rate:g} req/s during the playbook",
+            (summary["windows"].get("during", {}).get("rate_per_s") or 0) >= self.args.min_rate,
+            f"{summary['windows'].get('during', {}).get('rate_per_s')} req/s",
+        )
+        checks(step, {"events": event_list, "spans": spans, "summary": summary, "stream": stream}, event_list, output)
+        return step
+
+    def check_versions(self, step: Step, expected: dict[str, str]) -> None:
+        seen = self.versions()
+        wrong = {h: dict(seen.get(h, {})) for h, v in expected.items() if set(seen.get(h, {})) != {v}}
+        step.check(
+            "every API instance answers through the load balancer with the expected version",
+            not wrong,
+            f"expected {expected}; seen {{{', '.join(f'{h}: {dict(c)}' for h, c in sorted(seen.items()))}}}",
+        )
+
+    # ------------------------------------------------------------------ steps
+    def step_update(self, v0: str, v1: str) -> None:
+        self.seed_exports()
+
+        def checks(step: Step, ctx: dict[str, Any], events: list[dict[str, Any]], output: str) -> None:
+            step.check("playbook exit status 0", step.rc == 0, f"rc={step.rc}")
+            returned = [s["host"] for s in ctx["spans"] if s["outcome"] == "returned"]
+            step.check("every API host drained and returned", set(returned) == set(self.cluster.api), str(returned))
+            self.check_versions(step, dict.fromkeys(self.cluster.api, v1))
+            step.check(
+                "the post-check found every process on the new version",
+                f"Every API instance and Celery process runs {v1}" in output,
+            )
+            backs = {e["host"] for e in events if e.get("event") == "worker_back"}
+            step.check("every Celery host restarted", backs == set(self.cluster.workers), str(sorted(backs)))
+            self.check_exports(step, ctx["stream"], events)
+
+        self.run_step("update", v1, exports=True, checks=checks)
+
+    def check_exports(self, step: Step, stream: ExportStream, events: list[dict[str, Any]]) -> None:
+        states = stream.follow(self.args.export_timeout)
+        by_status = Counter(s.get("status") for s in states.values())
+        step.check(
+            "every export requested during the worker restarts finished (no task lost)",
+            bool(states) and by_status == Counter({"done": len(stream.ids)}) and not stream.errors,
+            f"{len(stream.ids)} requested, {dict(by_status)}, request errors {stream.errors}",
+        )
+        running_at_stop = []
+        for e in events:
+            if e.get("event") != "worker_stop":
+                continue
+            for task in (e.get("detail") or {}).get("active", []):
+                if task.get("name") == "tutormax.build_export" and task.get("args"):
+                    state = (
+                        states.get(task["args"][0]) or stream.cluster.http.get(f"/api/exports/{task['args'][0]}").json()
+                    )
+                    running_at_stop.append((e["host"], e["t"], task["args"][0], state))
+        finished_after = [
+            (host, export_id[:8], state.get("status"), state.get("finished_at"))
+            for host, t, export_id, state in running_at_stop
+        ]
+        ok = bool(running_at_stop) and all(
+            state.get("status") == "done" and iso_after(state.get("finished_at"), t)
+            for _, t, _, state in running_at_stop
+        )
+        step.figures["exports"] = {"requested": len(stream.ids), "by_status": dict(by_status),
+                                   "running_when_a_worker_stopped": finished_after}  # fmt: skip
+        step.check(
+            "tasks running on a worker when it stopped finished there after the stop (warm shutdown)",
+            ok,
+            f"{len(running_at_stop)} task(s) running at a stop: {finished_after}"
+            if running_at_stop
+            else "no export was running when a worker stopped: nothing proven (raise --export-tutors)",
+        )
+
+    def step_fail(self, v1: str, v2: str) -> str:
+        failed_host: list[str] = []
+
+        def checks(step: Step, ctx: dict[str, Any], events: list[dict[str, Any]], output: str) -> None:
+            step.check("playbook exit status non-zero", step.rc not in (0, None), f"rc={step.rc}")
+            drained = [e["host"] for e in events if e.get("event") == "drain"]
+            failed = [e["host"] for e in events if e.get("event") == "failed"]
+            failed_host.extend(failed)
+            step.check(
+                "stopped after the first API host",
+                len(drained) == 1 and failed == drained and not any(e.get("event") == "returned" for e in events),
+                f"drained {drained}, failed {failed}",
+            )
+            host = failed[0] if failed else "?"
+            step.check(
+                "the failure names the host and the rollback command",
+                f"STOPPED at {host}" in output and f"rolling_update.yml -e tutormax_version={v1}" in output,
+            )
+            step.check(
+                "the failed host's journal shows the refused setting",
+                "CACHE_TTL_SECONDS" in output,
+            )
+            seen = self.versions()
+            step.check(
+                "the failed host answers nothing through the load balancer",
+                host not in seen,
+                f"seen {sorted(seen)}",
+            )
+            others = [h for h in self.cluster.api if h != host]
+            self.check_versions(step, dict.fromkeys(others, v1))
+            pools = self.cluster.pools()
+            step.check(
+                "the failed host is marked down on every load balancer, the others in service",
+                all(p["down"] == [host] and sorted(p["in_service"]) == sorted(others) for p in pools.values()),
+                json.dumps(pools),
+            )
+            step.check("no Celery host was touched", not any(e.get("event", "").startswith("worker") for e in events))
+
+        self.run_step("fail", v2, extra={"app_release_env_extra": BAD_SETTING}, checks=checks)
+        return failed_host[0] if failed_host else ""
+
+    def step_back(self, name: str, version: str, first: str = "") -> None:
+        def checks(step: Step, ctx: dict[str, Any], events: list[dict[str, Any]], output: str) -> None:
+            step.check("playbook exit status 0", step.rc == 0, f"rc={step.rc}")
+            start = next((e for e in events if e.get("event") == "start"), {})
+            plan = start.get("detail") or {}
+            step.check(
+                "nothing rebuilt or installed (the release was kept)",
+                plan.get("stage") == [],
+                f"install on: {plan.get('stage')}",
+            )
+            if first:
+                order = [e["host"] for e in events if e.get("event") == "drain"]
+                step.check(f"{first} (out of the pool) went first", order[:1] == [first], f"order {order}")
+            self.check_versions(step, dict.fromkeys(self.cluster.api, version))
+            step.check(
+                "the post-check found every process on the version",
+                f"Every API instance and Celery process runs {version}" in output,
+            )
+            pools = self.cluster.pools()
+            step.check(
+                "every API host is in service on every load balancer",
+                all(sorted(p["in_service"]) == sorted(self.cluster.api) and not p["down"] for p in pools.values()),
+                json.dumps(pools),
+            )
+
+        self.run_step(name, version, checks=checks, exports=False)
+
+    # ------------------------------------------------------------------ main
+    def run(self) -> int:
+        steps = [s for s in self.args.steps.split(",") if s]
+        seen = self.versions()
+        running = sorted({v for c in seen.values() for v in c})
+        print(f"cluster: api {self.cluster.api}, workers {self.cluster.workers}, lb {self.cluster.lbs}; "
+              f"versions seen through {self.cluster.lb_url}: { {h: dict(c) for h, c in seen.items()} }")  # fmt: skip
+        if len(running) != 1 or set(seen) != set(self.cluster.api):
+            print("refusing: every API host must answer through the load balancer with one version first")
+            return 2
+        v0 = running[0]
+        v1 = self.args.version or next_patch(v0)
+        v2 = self.args.bad_version or next_patch(v1)
+        t0 = time.time()
+        if "update" in steps:
+            self.step_update(v0, v1)
+        failed_host = ""
+        if "fail" in steps:
+            failed_host = self.step_fail(v1, v2)
+        if "rollback" in steps:
+            self.step_back("rollback", v1, failed_host)
+        if "back" in steps:
+            self.step_back("back", v0)
+        report = {
+            "stamp": self.stamp,
+            "inventory": self.cluster.inventory,
+            "lb_url": self.cluster.lb_url,
+            "rate": self.args.rate,
+            "versions": {"before": v0, "new": v1, "bad": v2},
+            "seconds": round(time.time() - t0),
+            "ok": all(s.ok for s in self.steps),
+            "steps": [
+                {
+                    "name": s.name,
+                    "version": s.version,
+                    "ok": s.ok,
+                    "figures": s.figures,
+                    "checks": [c.__dict__ for c in s.checks],
+                }
+                for s in self.steps
+            ],
+        }
+        path = RESULTS / f"rolling_update-{self.stamp}.json"
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"\n{'step':<9} {'version':<8} {'rc':>3} {'playbook':>9} {'requests':>9} {'failed':>7} "
+              f"{'p99 before':>11} {'p99 during':>11}  API host seconds out of pool")  # fmt: skip
+        for s in self.steps:
+            f = s.figures
+            print(
+                f"{s.name:<9} {s.version:<8} {s.rc!s:>3} {s.seconds:>8}s {f.get('requests', 0):>9} "
+                f"{f.get('failed', 0):>7} {f.get('p99_ms', {}).get('before')!s:>11} "
+                f"{f.get('p99_ms', {}).get('during')!s:>11}  {f.get('api_host_seconds')}"
+            )
+        failed = [f"{s.name}: {c.name}" for s in self.steps for c in s.checks if not c.ok]
+        print(f"\n{'PASSED' if not failed else 'FAILED'} in {report['seconds']} s; report {path}")
+        for line in failed:
+            print("  failed:", line)
+        return 0 if not failed else 1
+
+
+def iso_after(value: str | None, epoch: float) -> bool:
+    if not value:
+        return False
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() > epoch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inventory", default="inventories/local", help="inventory of the cluster (-i)")
+    parser.add_argument("--lb-url", default="http://127.0.0.1:8080", help="load balancer's published URL (loopback)")
+    parser.add_argument("--api-hosts", default="", help="API hosts, comma-separated (default: the api group)")
+    parser.add_argument("--worker-hosts", default="", help="Celery hosts (default: celery_worker + celery_beat)")
+    parser.add_argument("--steps", default="update,fail,rollback,back", help="any of update,fail,rollback,back")
+    parser.add_argument("--version", default="", help="release to roll out (default: next patch of what runs)")
+    parser.add_argument("--bad-version", default="", help="release of the failing step (default: the next patch)")
+    parser.add_argument("--rate", type=float, default=110.0, help="requests per second through the load balancer")
+    parser.add_argument("--min-rate", type=float, default=100.0, help="fail when the load fell below this")
+    parser.add_argument("--max-in-flight", type=int, default=1000)
+    parser.add_argument("--baseline", type=float, default=20.0, help="seconds of load before each playbook")
+    parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")
+    parser.add_argument("--playbook-timeout", type=float, default=1500.0)
+    parser.add_argument("--samples", type=int, default=60, help="/health requests to see every instance's version")
+    parser.add_argument("--export-tutors", type=int, default=40, help="tutors x 365 days of metrics per export")
+    parser.add_argument("--export-interval", type=float, default=1.0, help="seconds between export requests")
+    parser.add_argument("--export-limit", type=int, default=90, help="most exports one step requests")
+    parser.add_argument("--export-hold", type=float, default=6.0, help="seconds a running export is held")
+    parser.add_argument("--export-timeout", type=float, default=300.0, help="seconds to wait for the exports")
+    args = parser.parse_args(argv)
+    return Harness(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

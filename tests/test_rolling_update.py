@@ -1,0 +1,296 @@
+"""rolling_update.yml and its tooling.
+
+Without a cluster: the playbook refuses a missing version or a bad setting before it reaches any
+host; the drain probe sees exactly the connections that matter; the load generator counts every
+failure (non-2xx and connection errors alike), refuses non-loopback targets and plots the events.
+
+With a cluster (set TUTORMAX_ROLLING_UPDATE_LB_URL, e.g. http://127.0.0.1:8080, and optionally
+TUTORMAX_ROLLING_UPDATE_INVENTORY and TUTORMAX_ROLLING_UPDATE_STEPS): the whole rolling update under
+load, benchmarks/rolling_update.py, must pass every check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+probe = _load("rolling_update_probe", REPO / "playbooks" / "files" / "rolling_update_probe.py")
+loadgen = _load("loadgen", REPO / "benchmarks" / "loadgen.py")
+
+
+# ------------------------------------------------------------------------------------ the playbook
+def _inventory(tmp_path: Path) -> Path:
+    """Every group of the contract, hosts that refuse connections, secrets that pass the preflight."""
+    secret = "s3cret-value-long-enough-for-the-test"  # noqa: S105 - a test value, nothing uses it
+    host = {"ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_connection": "ssh"}
+    inventory = {
+        "all": {
+            "vars": {
+                f"vault_{name}": secret
+                for name in (
+                    "postgresql_app_password",
+                    "postgresql_replication_password",
+                    "redis_password",
+                    "redis_app_password",
+                    "redis_sentinel_password",
+                )
+            },
+            "children": {
+                group: {"hosts": {f"{group}-1": host}}
+                for group in ("lb", "api", "postgres_primary", "celery_worker", "celery_beat", "redis_master")
+            }
+            | {"redis_sentinel": {"hosts": {f"s{i}": host for i in range(3)}}},
+        }
+    }
+    path = tmp_path / "hosts.json"
+    path.write_text(json.dumps(inventory))
+    return path
+
+
+def _run_playbook(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(_inventory(tmp_path)), "rolling_update.yml", *extra],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ((), "tutormax_version"),
+        (("-e", "tutormax_version=latest"), "tutormax_version"),
+        (("-e", "tutormax_version=1.0.1", "-e", "rolling_update_serial=half"), "rolling_update_serial"),
+        (("-e", "tutormax_version=1.0.1", "-e", "rolling_update_migrate=maybe"), "rolling_update_migrate"),
+    ],
+    ids=["no-version", "not-a-version", "serial-not-a-number", "migrate-not-a-choice"],
+)
+def test_playbook_refuses_bad_input_before_touching_a_host(tmp_path: Path, extra: tuple[str, ...], named: str) -> None:
+    proc = _run_playbook(tmp_path, *extra)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert named in out
+    assert "Nothing was changed" in out
+    assert "UNREACHABLE" not in out, "the play went past the preflight"
+
+
+def test_playbook_accepts_good_input_and_goes_on_to_the_hosts(tmp_path: Path) -> None:
+    """The same inventory with valid input passes the preflight and fails only at the hosts."""
+    proc = _run_playbook(tmp_path, "-e", "tutormax_version=1.0.1", "-e", '{"rolling_update_serial": [1, "50%"]}')
+    assert proc.returncode != 0
+    assert "UNREACHABLE" in proc.stdout, proc.stdout[-2000:]
+
+
+# ------------------------------------------------------------------------------------ the drain probe
+def test_probe_reads_ipv4_and_ipv4_mapped_ipv6_addresses() -> None:
+    assert probe._address("0100007F") == "127.0.0.1"
+    assert probe._address("0500120A") == "10.18.0.5"
+    assert probe._address("0000000000000000FFFF00000500120A") == "10.18.0.5"
+    assert probe._address("00000000000000000000000001000000") == "::1"
+
+
+def test_probe_counts_only_established_connections_from_the_given_peers(tmp_path: Path) -> None:
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    rows = [
+        "0: 0500120A:1F40 0300120A:A001 01 00000000:00000000 00:00000000 00000000 0 0 1",  # lb -> :8000 established
+        "1: 0500120A:1F40 0300120A:A002 06 00000000:00000000 00:00000000 00000000 0 0 2",  # lb, TIME_WAIT
+        "2: 0500120A:1F40 0900120A:A003 01 00000000:00000000 00:00000000 00000000 0 0 3",  # another peer
+        "3: 0500120A:1F41 0300120A:A004 01 00000000:00000000 00:00000000 00000000 0 0 4",  # another port
+        "4: 0100007F:1F40 0100007F:A005 01 00000000:00000000 00:00000000 00000000 0 0 5",  # loopback health check
+    ]
+    table = tmp_path / "tcp"
+    table.write_text(header + "\n".join(rows) + "\n")
+    assert probe.connections(8000, {"10.18.0.3"}, (str(table),)) == ["10.18.0.3:40961"]
+    assert probe.connections(8000, {"10.18.0.7"}, (str(table),)) == []
+
+
+def test_probe_waits_for_a_real_connection_to_close() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+
+    def close() -> None:
+        client.close()
+        accepted.close()
+
+    threading.Timer(0.6, close).start()
+    result = probe.idle(port, 5, {"127.0.0.1"})
+    server.close()
+    assert result["at_start"] == 1
+    assert result["remaining"] == 0
+    assert not result["timed_out"]
+    assert 0.4 < result["waited_s"] < 3
+
+
+def test_probe_gives_up_after_the_timeout() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    try:
+        result = probe.idle(port, 0.5, {"127.0.0.1"})
+    finally:
+        client.close()
+        accepted.close()
+        server.close()
+    assert result["timed_out"]
+    assert result["remaining"] == 1
+
+
+# ------------------------------------------------------------------------------------ the load generator
+class FakeApi(BaseHTTPRequestHandler):
+    """Enough of the TutorMax API for the load generator; /api/tutors/13 answers 502."""
+
+    counter = 100
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Instance-Id", "fake1")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/api/tutors?"):
+            self._send(200, {"items": [{"id": 13}, {"id": 14}]})
+        elif self.path == "/api/tutors/13":
+            self._send(502, {"detail": "bad gateway"})
+        else:
+            self._send(200, {"status": "healthy"})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        self.rfile.read(length)
+        FakeApi.counter += 1
+        self._send(201, {"id": FakeApi.counter})
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_api() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_loadgen_refuses_targets_other_than_loopback() -> None:
+    with pytest.raises(SystemExit, match="loopback"):
+        loadgen.check_loopback("http://192.0.2.10:8080")
+    loadgen.check_loopback("http://127.0.0.1:8080")
+    loadgen.check_loopback("http://localhost:8080")
+
+
+def test_loadgen_records_every_response_and_counts_non_2xx(fake_api: str) -> None:
+    generator = loadgen.LoadGenerator(fake_api, 200, mix={"get_tutor": 1, "create_tutor": 1, "rate_session": 1})
+    result = generator.run(1.5)
+    summary = loadgen.summarize(result)
+    overall = summary["overall"]
+    assert 250 <= overall["requests"] <= 320, "open loop: about rate x duration requests"
+    assert overall["non_2xx"] > 0
+    assert overall["by_status"].get("502") == overall["non_2xx"]
+    assert overall["failed"] == overall["non_2xx"] + overall["errors"]
+    assert summary["by_instance"].get("fake1") == overall["requests"]
+    assert overall["p99_ms"] is not None
+    assert overall["p50_ms"] <= overall["p99_ms"]
+
+
+def test_loadgen_counts_connection_errors() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    generator = loadgen.LoadGenerator(f"http://127.0.0.1:{server.server_address[1]}", 50, mix={"health": 1}, timeout=2)
+    generator.start(2.5)
+    time.sleep(1)
+    server.shutdown()
+    server.server_close()  # from now on: connection refused
+    time.sleep(1.5)
+    summary = loadgen.summarize(generator.stop())
+    assert summary["overall"]["ok_2xx"] > 20
+    assert summary["overall"]["errors"] > 20
+    assert "ConnectError" in summary["overall"]["by_error"]
+    assert summary["overall"]["failed"] == summary["overall"]["errors"]
+
+
+def test_loadgen_spans_and_plot(tmp_path: Path) -> None:
+    t0 = 1_000_000.0
+    records = [
+        loadgen.Record(t0 + i / 10, "health", "GET", 200, 5.0 + i % 7, "", f"api{i % 3 + 1}") for i in range(300)
+    ]
+    records.append(loadgen.Record(t0 + 12, "create_tutor", "POST", 0, 2.0, "ConnectError: refused"))
+    result = loadgen.LoadResult(url="http://127.0.0.1:8080", rate=10, started=t0, stopped=t0 + 30, records=records)
+    events = [
+        {"t": t0 + 5, "host": "api1", "event": "drain"},
+        {"t": t0 + 6, "host": "api1", "event": "drained", "detail": {"waited_s": 0.4}},
+        {"t": t0 + 14, "host": "api1", "event": "returned"},
+        {"t": t0 + 15, "host": "api2", "event": "drain"},
+        {"t": t0 + 20, "host": "api2", "event": "failed"},
+        {"t": t0 + 22, "host": "worker1", "event": "worker_stop"},
+        {"t": t0 + 25, "host": "worker1", "event": "worker_back"},
+    ]
+    spans = loadgen.host_spans(events)
+    assert [(s["host"], s["outcome"], s["seconds"]) for s in spans] == [
+        ("api1", "returned", 9.0),
+        ("api2", "failed", 5.0),
+    ]
+    summary = loadgen.summarize(result, [("before", t0, t0 + 5), ("during", t0 + 5, t0 + 25)])
+    assert summary["overall"]["errors"] == 1
+    assert summary["windows"]["during"]["errors"] == 1
+    assert summary["windows"]["before"]["failed"] == 0
+    png = tmp_path / "plot.png"
+    loadgen.plot(result, events, png, "test", summary)
+    assert png.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------------------------ on a cluster
+@pytest.mark.skipif(
+    not os.environ.get("TUTORMAX_ROLLING_UPDATE_LB_URL"),
+    reason="needs a deployed cluster: set TUTORMAX_ROLLING_UPDATE_LB_URL (and TUTORMAX_ROLLING_UPDATE_INVENTORY)",
+)
+def test_rolling_update_under_load_drops_no_request() -> None:
+    cmd = [
+        sys.executable,
+        str(REPO / "benchmarks" / "rolling_update.py"),
+        "--lb-url",
+        os.environ["TUTORMAX_ROLLING_UPDATE_LB_URL"],
+        "--inventory",
+        os.environ.get("TUTORMAX_ROLLING_UPDATE_INVENTORY", "inventories/local"),
+        "--steps",
+        os.environ.get("TUTORMAX_ROLLING_UPDATE_STEPS", "update,fail,rollback,back"),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=7200)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
