@@ -129,6 +129,16 @@ def parse_mix(text: str | None) -> dict[str, float]:
     return mix
 
 
+def new_tutor(rng: random.Random) -> dict[str, Any]:
+    """The body of a POST /api/tutors (a unique e-mail address every time)."""
+    return {
+        "name": f"Loadgen {rng.randint(1, 10**6)}",
+        "email": f"loadgen-{uuid.uuid4().hex}@example.test",
+        "subjects": rng.sample(SUBJECTS, 2),
+        "hourly_rate": float(rng.randint(15, 90)),
+    }
+
+
 class LoadGenerator:
     """Open-loop mixed load in its own thread and event loop (start/stop from synchronous code)."""
 
@@ -271,12 +281,7 @@ class LoadGenerator:
         self.result.setup = {"known_tutors": len(self.tutors), "created_at_setup": created}
 
     def _new_tutor(self) -> dict[str, Any]:
-        return {
-            "name": f"Loadgen {self.random.randint(1, 10**6)}",
-            "email": f"loadgen-{uuid.uuid4().hex}@example.test",
-            "subjects": self.random.sample(SUBJECTS, 2),
-            "hourly_rate": float(self.random.randint(15, 90)),
-        }
+        return new_tutor(self.random)
 
     def _request(self, kind: str) -> tuple[str, str, dict[str, Any] | None]:
         """Method, path and body of a request of ``kind`` (a rating needs a session recorded first)."""

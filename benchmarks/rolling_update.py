@@ -35,6 +35,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -143,8 +144,12 @@ class Cluster:
             DECLARE deadline timestamptz := clock_timestamp() + interval '{int(seconds)} seconds';
             BEGIN
               WHILE clock_timestamp() < deadline LOOP
-                PERFORM 1 FROM exports WHERE status = 'running' FOR UPDATE;
-                PERFORM pg_sleep({float(hold)});
+                -- Lock every export that starts running, as soon as it does (a quarter of a second),
+                -- and release them all every `hold` seconds.
+                FOR i IN 1..greatest(1, ceil({float(hold)} / 0.25)::int) LOOP
+                  PERFORM 1 FROM exports WHERE status = 'running' FOR UPDATE;
+                  PERFORM pg_sleep(0.25);
+                END LOOP;
                 COMMIT;
               END LOOP;
             END $$;"""
@@ -288,6 +293,11 @@ class Harness:
     def seed_exports(self) -> None:
         """Daily metrics far in the past, so that one export takes seconds (and nothing else reads them)."""
         tutors, days = int(self.args.export_tutors), EXPORT_DAYS - 1
+        # A fresh cluster has no tutor yet: create the ones the metrics belong to through the API.
+        rng = random.Random(7)  # noqa: S311 - only names test tutors
+        have = len(self.cluster.http.get(f"/api/tutors?limit={tutors}").json()["items"])
+        for _ in range(tutors - have):
+            self.cluster.http.post("/api/tutors", json=loadgen.new_tutor(rng)).raise_for_status()
         sql = (
             "INSERT INTO daily_metrics (tutor_id, day, sessions_total, sessions_completed, no_shows, cancellations,"  # noqa: S608
             " minutes_taught, ratings_count, rating_sum, avg_rating)"

@@ -11,6 +11,9 @@ state ROOT VERSION PORT UNIT...
                             Everything the rollout's plan needs from one host in one call: the
                             release `current` points to, whether VERSION is installed, /health on
                             127.0.0.1:PORT (0: not an API host) and `running` for the UNITs.
+served PORT INSTANCE TRIES  Ask /health on 127.0.0.1:PORT (a load balancer) up to TRIES times, until
+                            API instance INSTANCE answers: the host is back in the pool and serves.
+                            Prints JSON (seen, requests); exit 0 either way.
 """
 
 from __future__ import annotations
@@ -116,6 +119,17 @@ def health(port: int) -> dict[str, object]:
     return {"status": status, "version": data.get("version"), "instance_id": data.get("instance_id")}
 
 
+def served(port: int, instance: str, tries: int) -> dict[str, object]:
+    answered: list[object] = []
+    for attempt in range(1, max(1, tries) + 1):
+        answer = health(port)
+        answered.append(answer.get("instance_id") or answer.get("status"))
+        if answer.get("instance_id") == instance:
+            return {"seen": True, "requests": attempt}
+        time.sleep(0.05)
+    return {"seen": False, "requests": len(answered), "answered_by": sorted({str(a) for a in answered})}
+
+
 def state(root: str, version: str, port: int, units: list[str]) -> dict[str, object]:
     current = Path(root, "current")
     return {
@@ -132,6 +146,9 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) >= 4 and argv[0] == "state":
         print(json.dumps(state(argv[1], argv[2], int(argv[3]), argv[4:])))
+        return 0
+    if len(argv) == 4 and argv[0] == "served":
+        print(json.dumps(served(int(argv[1]), argv[2], int(argv[3]))))
         return 0
     if len(argv) >= 2 and argv[0] == "running":
         print(json.dumps(running(argv[1], argv[2:])))
