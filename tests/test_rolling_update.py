@@ -308,3 +308,39 @@ def test_loadgen_spans_and_plot(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ on a cluster
+
+
+# ------------------------------------------------------------------------------------ the harness
+rolling = _load("rolling_update_harness", REPO / "benchmarks" / "rolling_update.py")
+
+
+def _journal(*entries: tuple[float, str, str]) -> str:
+    """journalctl -o json lines: (time, unit the line is about, message); systemd's own lines have pid 1."""
+    lines = []
+    for at, unit, message in entries:
+        entry: dict[str, str] = {"__REALTIME_TIMESTAMP": str(int(at * 1e6)), "MESSAGE": message}
+        if message.startswith(unit):
+            entry |= {"_PID": "1", "_SYSTEMD_UNIT": "init.scope", "UNIT": unit}
+        else:
+            entry |= {"_PID": "42", "_SYSTEMD_UNIT": unit}
+        lines.append(json.dumps(entry))
+    return "\n".join(lines)
+
+
+def test_harness_reads_warm_shutdowns_from_the_worker_journal() -> None:
+    unit, other = "tutormax-worker@1.service", "tutormax-worker@2.service"
+    done = "[..: INFO/ForkPoolWorker-1] Task tutormax.build_export[0a-1] succeeded in 9.1s: {'export_id': 'e-1'}"
+    journal = _journal(
+        (100.0, unit, done.replace("e-1", "e-0")),  # before SIGTERM: not counted
+        (101.0, unit, "worker: Warm shutdown (MainProcess)"),
+        (101.0, other, "worker: Warm shutdown (MainProcess)"),
+        (104.5, unit, done),
+        (105.0, unit, f"{unit}: Deactivated successfully."),
+        (161.0, other, f"{other}: State 'stop-sigterm' timed out. Killing."),
+    )
+    clean, killed = rolling.parse_warm_shutdowns("w1", journal)
+    assert (clean["unit"], clean["ended"], clean["stop_seconds"]) == (unit, "clean", 4.0)
+    assert [(t["export_id"], t["seconds_after_sigterm"]) for t in clean["finished_after_sigterm"]] == [("e-1", 3.5)]
+    assert killed["unit"] == other
+    assert "Killing" in killed["ended"]
+    assert killed["finished_after_sigterm"] == []
