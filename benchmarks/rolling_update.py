@@ -388,7 +388,9 @@ class Harness:
         print(
             f"\n== {name}: rolling_update.yml -e tutormax_version={version} under {self.args.rate:g} req/s", flush=True
         )
-        generator = loadgen.LoadGenerator(self.cluster.lb_url, self.args.rate, max_in_flight=self.args.max_in_flight)
+        generator = loadgen.LoadGenerator(
+            self.cluster.lb_url, self.args.rate, max_in_flight=self.args.max_in_flight, timeout=self.args.timeout
+        )
         generator.start(self.args.baseline + self.args.playbook_timeout + self.args.after + 30)
         time.sleep(self.args.baseline)
         stream = ExportStream(
@@ -662,6 +664,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=110.0, help="requests per second through the load balancer")
     parser.add_argument("--min-rate", type=float, default=100.0, help="fail when the load fell below this")
     parser.add_argument("--max-in-flight", type=int, default=1000)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client waits for an answer before counting the request failed (nginx waits 60 s)",
+    )
     parser.add_argument("--baseline", type=float, default=20.0, help="seconds of load before each playbook")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")
     parser.add_argument("--playbook-timeout", type=float, default=1500.0)
