@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -12,3 +16,28 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def run_playbook(
+    tmp_path: Path,
+    inventory: dict[str, Any],
+    play: list[dict[str, Any]] | Path,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook from the checkout (its ansible.cfg resolves tutormax.cluster) on an inventory
+    written to ``tmp_path``; ``play`` is a playbook file or the plays to write beside it."""
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    if isinstance(play, Path):
+        playbook = play
+    else:
+        playbook = tmp_path / "play.yml"
+        playbook.write_text(yaml.safe_dump(play))
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(playbook)],
+        cwd=REPO,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

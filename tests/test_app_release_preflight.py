@@ -7,13 +7,12 @@ and changed nothing; a run that gets past it fails as UNREACHABLE at the first t
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = (REPO / "app" / "src" / "tutormax" / "VERSION").read_text().strip()
@@ -57,17 +56,7 @@ def run_role(tmp_path: Path, role: str, secrets: dict[str, str]) -> subprocess.C
     }
     hosts = {"api": "api", "celery": "celery_worker:celery_beat"}[role]
     play = [{"name": "Apply the role", "hosts": hosts, "gather_facts": False, "roles": [f"tutormax.cluster.{role}"]}]
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        cwd=REPO,  # ansible.cfg there resolves tutormax.cluster from the checkout
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_playbook(tmp_path, inventory, play)
 
 
 # Every secret, missing and placeholder, through the api role; the celery role includes the same

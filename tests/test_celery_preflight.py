@@ -6,12 +6,11 @@ beat check runs on the controller, so a play that fails there has touched no hos
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = ["worker-unreachable-1", "worker-unreachable-2"]
@@ -49,17 +48,7 @@ def run_role(
             "roles": ["tutormax.cluster.celery"],
         }
     ]
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        cwd=REPO,  # ansible.cfg there resolves tutormax.cluster from the checkout
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_playbook(tmp_path, inventory, play)
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,11 @@ had any task before the failing assert needed the host, the run would end as UNR
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_APP = "q8Vt3mN0xR2pL7sK1wZ9"
@@ -36,24 +35,8 @@ def run_role(tmp_path: Path, secrets: dict[str, str]) -> subprocess.CompletedPro
             }
         }
     }
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     play = [{"name": "Apply the role", "hosts": "all", "gather_facts": False, "roles": ["tutormax.cluster.postgresql"]}]
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    env = {
-        **os.environ,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_FACT_CACHING": "memory",
-    }
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        cwd=REPO,  # ansible.cfg there resolves tutormax.cluster from the checkout
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_playbook(tmp_path, inventory, play, {"ANSIBLE_FACT_CACHING": "memory"})
 
 
 @pytest.mark.parametrize(

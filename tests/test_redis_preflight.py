@@ -7,12 +7,11 @@ unreachable at the first task that would change something.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = {
@@ -48,16 +47,7 @@ def run_role(tmp_path: Path, secrets: dict[str, str]) -> subprocess.CompletedPro
     playbook = [
         {"name": "Apply the redis role", "hosts": "all", "gather_facts": False, "roles": ["tutormax.cluster.redis"]}
     ]
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(playbook))
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
-    )
+    return run_playbook(tmp_path, inventory, playbook)
 
 
 @pytest.mark.parametrize("variable", sorted(SECRETS))

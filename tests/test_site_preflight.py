@@ -7,14 +7,13 @@ and a run that gets past the preflight fails as UNREACHABLE in the fact-gatherin
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from conftest import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 SECRETS = {
@@ -55,14 +54,8 @@ def good_inventory() -> dict[str, Any]:
 
 
 def run_site(tmp_path: Path, inventory: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(REPO / "site.yml")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")},
+    return run_playbook(
+        tmp_path, inventory, REPO / "site.yml", {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")}
     )
 
 
