@@ -56,6 +56,7 @@ REPO = loadgen.REPO
 RESULTS = loadgen.RESULTS
 BAD_SETTING = {"CACHE_TTL_SECONDS": "0"}
 EXPORT_END, EXPORT_DAYS = "2001-12-31", 365
+HOLDER = "rolling-update-export-holder"
 
 
 @dataclass
@@ -161,7 +162,8 @@ class Cluster:
                 COMMIT;
               END LOOP;
             END $$;"""
-        args = {"argv": ["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]}
+        args = {"argv": ["psql", "-d", f"dbname=tutormax application_name={HOLDER}", "-Atq", "-v", "ON_ERROR_STOP=1",
+                         "-c", sql]}  # fmt: skip
         cmd = ["ansible", "-i", self.inventory, self.primary, "-m", "ansible.builtin.command", "-a", json.dumps(args)]
         cmd += ["--become", "--become-user", "postgres"]
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
@@ -268,6 +270,11 @@ class ExportStream:
         phase4 = any(e.get("event", "").startswith("worker") for e in events)
         return phase4 or (bool(planned) and set(planned) <= finished)
 
+    def _celery_phase_over(self) -> bool:
+        events = loadgen.read_events(self.events)
+        back = {e["host"] for e in events if e.get("event") == "worker_back"}
+        return bool(self.cluster.workers) and set(self.cluster.workers) <= back
+
     def _run(self) -> None:
         planned: list[str] | None = None
         while not self.stop.is_set():
@@ -278,12 +285,13 @@ class ExportStream:
             if planned is not None and self._api_phase_over(planned):
                 break
             time.sleep(0.3)
-        # Exports start a few seconds before the first worker stops, and keep coming.
+        # Exports start a few seconds before the first worker stops, and keep coming until every
+        # Celery host is back (or `limit` were requested), so that one runs at every SIGTERM.
         if not self.stop.is_set() and self.hold > 0:
             self.holder = self.cluster.hold_running_exports(
-                self.hold, seconds=min(150, self.limit * self.interval + 30)
+                self.hold, seconds=min(600, self.limit * self.interval + 30)
             )
-        while not self.stop.is_set() and len(self.ids) < self.limit:
+        while not self.stop.is_set() and len(self.ids) < self.limit and not self._celery_phase_over():
             try:
                 response = self.cluster.http.post(
                     "/api/exports", json={"kind": "daily_metrics", "end": EXPORT_END, "days": EXPORT_DAYS}
@@ -299,12 +307,18 @@ class ExportStream:
     def follow(self, timeout: float) -> dict[str, dict[str, Any]]:
         """Each export's final state (waits until none is pending or running, at most ``timeout`` s)."""
         deadline = time.time() + timeout
-        if self.holder is not None:
-            try:
-                self.holder.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.holder.kill()
         states: dict[str, dict[str, Any]] = {}
+        try:
+            return self._follow(states, deadline)
+        finally:
+            # The holder keeps releasing its locks every `hold` s while the exports end; then it goes.
+            if self.holder is not None:
+                self.cluster.psql(
+                    f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{HOLDER}'"  # noqa: S608
+                )
+                self.holder.kill()
+
+    def _follow(self, states: dict[str, dict[str, Any]], deadline: float) -> dict[str, dict[str, Any]]:
         while True:
             for export_id in self.ids:
                 if states.get(export_id, {}).get("status") in ("done", "failed"):
@@ -676,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=60, help="/health requests to see every instance's version")
     parser.add_argument("--export-tutors", type=int, default=40, help="tutors x 365 days of metrics per export")
     parser.add_argument("--export-interval", type=float, default=1.0, help="seconds between export requests")
-    parser.add_argument("--export-limit", type=int, default=90, help="most exports one step requests")
+    parser.add_argument("--export-limit", type=int, default=400, help="most exports one step requests")
     parser.add_argument("--export-hold", type=float, default=6.0, help="seconds a running export is held")
     parser.add_argument("--export-timeout", type=float, default=300.0, help="seconds to wait for the exports")
     args = parser.parse_args(argv)
