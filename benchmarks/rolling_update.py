@@ -307,16 +307,14 @@ class ExportStream:
     def follow(self, timeout: float) -> dict[str, dict[str, Any]]:
         """Each export's final state (waits until none is pending or running, at most ``timeout`` s)."""
         deadline = time.time() + timeout
-        states: dict[str, dict[str, Any]] = {}
-        try:
-            return self._follow(states, deadline)
-        finally:
-            # The holder keeps releasing its locks every `hold` s while the exports end; then it goes.
-            if self.holder is not None:
-                self.cluster.psql(
-                    f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{HOLDER}'"  # noqa: S608
-                )
-                self.holder.kill()
+        # The workers are back: end the lock holder first (by its session's name; killing the local
+        # ansible process would leave the backend running), so that the queue drains at full speed.
+        if self.holder is not None:
+            self.cluster.psql(
+                f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{HOLDER}'"  # noqa: S608
+            )
+            self.holder.kill()
+        return self._follow({}, deadline)
 
     def _follow(self, states: dict[str, dict[str, Any]], deadline: float) -> dict[str, dict[str, Any]]:
         while True:
