@@ -4,9 +4,8 @@ Without a cluster: the playbook refuses a missing version or a bad setting befor
 host; the drain probe sees exactly the connections that matter; the load generator counts every
 failure (non-2xx and connection errors alike), refuses non-loopback targets and plots the events.
 
-With a cluster (set TUTORMAX_ROLLING_UPDATE_LB_URL, e.g. http://127.0.0.1:8080, and optionally
-TUTORMAX_ROLLING_UPDATE_INVENTORY and TUTORMAX_ROLLING_UPDATE_STEPS): the whole rolling update under
-load, benchmarks/rolling_update.py, must pass every check.
+The probe's serve check, and the harness's reading of the workers' journals. The whole rolling
+update under load needs a cluster: `make test-rolling` (benchmarks/rolling_update.py).
 """
 
 from __future__ import annotations
