@@ -110,11 +110,20 @@ class Cluster:
             seen.setdefault(body.get("instance_id", "?"), Counter())[body.get("version", "?")] += 1
         return seen
 
+    def adhoc(self, pattern: str, module: str, args: dict[str, Any], become_user: str = "") -> list[str]:
+        """The command line of one ad-hoc module run."""
+        cmd = ["ansible", "-i", self.inventory, pattern, "-m", module, "-a", json.dumps(args)]
+        return cmd + (["--become", "--become-user", become_user] if become_user else [])
+
+    @staticmethod
+    def psql_args(sql: str, application_name: str = "") -> dict[str, Any]:
+        """ansible.builtin.command's arguments for psql on database tutormax."""
+        dsn = "dbname=tutormax" + (f" application_name={application_name}" if application_name else "")
+        return {"argv": ["psql", "-d", dsn, "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]}
+
     def ansible(self, pattern: str, module: str, args: dict[str, Any], *, become_user: str = "") -> dict[str, Any]:
         """Run one ad-hoc module; returns host -> its result (the JSON callback's)."""
-        cmd = ["ansible", "-i", self.inventory, pattern, "-m", module, "-a", json.dumps(args)]
-        if become_user:
-            cmd += ["--become", "--become-user", become_user]
+        cmd = self.adhoc(pattern, module, args, become_user)
         env = dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="true", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=300, env=env)  # noqa: S603
         try:
@@ -131,7 +140,7 @@ class Cluster:
         result = self.ansible(
             self.primary,
             "ansible.builtin.command",
-            {"argv": ["psql", "-d", "tutormax", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql]},
+            self.psql_args(sql),
             become_user="postgres",
         )[self.primary]
         if result.get("rc") != 0:
@@ -162,10 +171,7 @@ class Cluster:
                 COMMIT;
               END LOOP;
             END $$;"""
-        args = {"argv": ["psql", "-d", f"dbname=tutormax application_name={HOLDER}", "-Atq", "-v", "ON_ERROR_STOP=1",
-                         "-c", sql]}  # fmt: skip
-        cmd = ["ansible", "-i", self.inventory, self.primary, "-m", "ansible.builtin.command", "-a", json.dumps(args)]
-        cmd += ["--become", "--become-user", "postgres"]
+        cmd = self.adhoc(self.primary, "ansible.builtin.command", self.psql_args(sql, HOLDER), "postgres")
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
     def pools(self) -> dict[str, dict[str, list[str]]]:
