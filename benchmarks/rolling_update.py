@@ -136,6 +136,18 @@ class Cluster:
             ) from None
         return results
 
+    def site_check_changes(self, version: str) -> dict[str, int]:
+        """`site.yml --check` on the load balancers and API hosts with the release they now run:
+        host -> changed count (0 everywhere when the rollout left exactly what the roles write)."""
+        cmd = ["ansible-playbook", "-i", self.inventory, "site.yml", "--check", "--limit", "lb:api:localhost"]
+        cmd += ["-e", json.dumps({"api_release_version": version})]
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)  # noqa: S603
+        recap = re.findall(r"(?m)^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
+        counts = {host: int(changed) for host, changed, _, _ in recap if host != "localhost"}
+        if proc.returncode != 0 or set(counts) != set(self.lbs + self.api):
+            raise RuntimeError(f"site.yml --check failed (rc={proc.returncode}): {proc.stdout[-1500:]}")
+        return counts
+
     def psql(self, sql: str) -> str:
         result = self.ansible(
             self.primary,
@@ -415,7 +427,7 @@ class Harness:
             self.cluster, events, self.args.export_interval, self.args.export_limit, self.args.export_hold
         )
         t_start = time.time()
-        proc = self.playbook(version, events, log, extra or {})
+        proc = self.playbook(version, events, log, json.loads(self.args.extra_vars) | (extra or {}))
         if exports:
             stream.thread.start()
         try:
@@ -505,6 +517,14 @@ class Harness:
             backs = {e["host"] for e in events if e.get("event") == "worker_back"}
             step.check("every Celery host restarted", backs == set(self.cluster.workers), str(sorted(backs)))
             self.check_exports(step, ctx["stream"], events)
+            # The drain (one script per load balancer) and the switch (one script per API host) write
+            # the same files as the nginx_lb, api and app_release roles: site.yml must find nothing to do.
+            changes = self.cluster.site_check_changes(v1)
+            step.check(
+                f"site.yml --check with {v1} changes nothing on the load balancers and API hosts",
+                not any(changes.values()),
+                f"changed per host: {changes}",
+            )
 
         self.run_step("update", v1, exports=True, checks=checks)
 
@@ -551,6 +571,10 @@ class Harness:
             step.check(
                 "the failure names the host and the rollback command",
                 f"STOPPED at {host}" in output and f"rolling_update.yml -e tutormax_version={v1}" in output,
+            )
+            step.check(
+                "the failure says the health gate failed and what the host answered",
+                f"STOPPED at {host}" in output and "health gate: /health on" in output,
             )
             step.check(
                 "the failed host's journal shows the refused setting",
@@ -691,6 +715,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", type=float, default=20.0, help="seconds of load before each playbook")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")
     parser.add_argument("--playbook-timeout", type=float, default=1500.0)
+    parser.add_argument(
+        "--extra-vars",
+        default="{}",
+        help="JSON settings for every rolling_update.yml run, e.g. '{\"rolling_update_serial\": 2}'",
+    )
     parser.add_argument("--samples", type=int, default=60, help="/health requests to see every instance's version")
     parser.add_argument("--export-tutors", type=int, default=40, help="tutors x 365 days of metrics per export")
     parser.add_argument("--export-interval", type=float, default=1.0, help="seconds between export requests")

@@ -10,37 +10,22 @@ update under load needs a cluster: `make test-rolling` (benchmarks/rolling_updat
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import REPO, load_module
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-probe = _load("rolling_update_probe", REPO / "playbooks" / "files" / "rolling_update_probe.py")
-loadgen = _load("loadgen", REPO / "benchmarks" / "loadgen.py")
+probe = load_module("rolling_update_probe", REPO / "playbooks" / "files" / "rolling_update_probe.py")
+loadgen = load_module("loadgen", REPO / "benchmarks" / "loadgen.py")
 
 
 # ------------------------------------------------------------------------------------ the playbook
@@ -310,7 +295,7 @@ def test_loadgen_spans_and_plot(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ the harness
-rolling = _load("rolling_update_harness", REPO / "benchmarks" / "rolling_update.py")
+rolling = load_module("rolling_update_harness", REPO / "benchmarks" / "rolling_update.py")
 
 
 def _journal(*entries: tuple[float, str, str]) -> str:
