@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import base64
 import grp
-import json
 import os
 import stat
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import REPO, load_module
+from conftest import REPO, JsonHandler, load_module, serving
 
 probe = load_module("rolling_update_probe", REPO / "playbooks" / "files" / "rolling_update_probe.py")
 upstreams = load_module("nginx_lb_upstreams", REPO / "roles" / "nginx_lb" / "files" / "nginx_lb_upstreams.py")
 
 
-class Answer(BaseHTTPRequestHandler):
+class Answer(JsonHandler):
     """/health with the version and instance the test sets; /ping 200."""
 
     version = "1.0.1"
@@ -34,23 +31,14 @@ class Answer(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         Answer.asks += 1
-        body = json.dumps({"status": "healthy", "version": Answer.version, "instance_id": Answer.instance}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(200, {"status": "healthy", "version": Answer.version, "instance_id": Answer.instance})
 
 
 @pytest.fixture
 def server() -> Iterator[int]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     Answer.version, Answer.instance, Answer.asks = "1.0.1", "api1", 0
-    yield httpd.server_address[1]
-    httpd.shutdown()
+    with serving(Answer) as port:
+        yield port
 
 
 def fake_command(path: Path, log: Path, rc: int = 0, stderr: str = "") -> Path:

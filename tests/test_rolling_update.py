@@ -17,12 +17,10 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import REPO, load_module
+from conftest import REPO, JsonHandler, load_module, serving
 
 probe = load_module("rolling_update_probe", REPO / "playbooks" / "files" / "rolling_update_probe.py")
 loadgen = load_module("loadgen", REPO / "benchmarks" / "loadgen.py")
@@ -152,7 +150,7 @@ def test_probe_gives_up_after_the_timeout() -> None:
     assert result["remaining"] == 1
 
 
-class RoundRobin(BaseHTTPRequestHandler):
+class RoundRobin(JsonHandler):
     """/health answered by instances a, b, c in turn (a load balancer in front of three hosts)."""
 
     instances = ("a", "b", "c")
@@ -160,68 +158,44 @@ class RoundRobin(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         RoundRobin.count += 1
-        data = json.dumps({"status": "healthy", "instance_id": self.instances[RoundRobin.count % 3]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(200, {"status": "healthy", "instance_id": self.instances[RoundRobin.count % 3]})
 
 
 @pytest.mark.parametrize(("instance", "tries", "seen"), [("c", 5, True), ("z", 4, False)])
 def test_probe_served_asks_the_load_balancer_until_the_instance_answers(instance: str, tries: int, seen: bool) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RoundRobin)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     RoundRobin.count = 0
-    try:
-        result = probe.served(server.server_address[1], instance, tries)
-    finally:
-        server.shutdown()
+    with serving(RoundRobin) as port:
+        result = probe.served(port, instance, tries)
     assert result["seen"] is seen
     assert result["requests"] == (2 if seen else tries)
 
 
 # ------------------------------------------------------------------------------------ the load generator
-class FakeApi(BaseHTTPRequestHandler):
+class FakeApi(JsonHandler):
     """Enough of the TutorMax API for the load generator; /api/tutors/13 answers 502."""
 
     counter = 100
-
-    def _send(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Instance-Id", "fake1")
-        self.end_headers()
-        self.wfile.write(data)
+    instance_id = "fake1"
 
     def do_GET(self) -> None:
         if self.path.startswith("/api/tutors?"):
-            self._send(200, {"items": [{"id": 13}, {"id": 14}]})
+            self.send_json(200, {"items": [{"id": 13}, {"id": 14}]})
         elif self.path == "/api/tutors/13":
-            self._send(502, {"detail": "bad gateway"})
+            self.send_json(502, {"detail": "bad gateway"})
         else:
-            self._send(200, {"status": "healthy"})
+            self.send_json(200, {"status": "healthy"})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
         FakeApi.counter += 1
-        self._send(201, {"id": FakeApi.counter})
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(201, {"id": FakeApi.counter})
 
 
 @pytest.fixture
 def fake_api() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(FakeApi) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_loadgen_refuses_targets_other_than_loopback() -> None:
@@ -246,14 +220,11 @@ def test_loadgen_records_every_response_and_counts_non_2xx(fake_api: str) -> Non
 
 
 def test_loadgen_counts_connection_errors() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    generator = loadgen.LoadGenerator(f"http://127.0.0.1:{server.server_address[1]}", 50, mix={"health": 1}, timeout=2)
-    generator.start(2.5)
-    time.sleep(1)
-    server.shutdown()
-    server.server_close()  # from now on: connection refused
-    time.sleep(1.5)
+    with serving(FakeApi) as port:
+        generator = loadgen.LoadGenerator(f"http://127.0.0.1:{port}", 50, mix={"health": 1}, timeout=2)
+        generator.start(2.5)
+        time.sleep(1)
+    time.sleep(1.5)  # the server is closed: connection refused from now on
     summary = loadgen.summarize(generator.stop())
     assert summary["overall"]["ok_2xx"] > 20
     assert summary["overall"]["errors"] > 20
