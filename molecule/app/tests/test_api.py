@@ -1,8 +1,8 @@
 """What the api role leaves on the API host, and what deploying 1.0.1 and going back to 1.0.0 did.
 
-side_effect.yml deployed 1.0.1 (built from the same source) and then 1.0.0 again, with --diff and
--v, and saved each run's output and snapshots of the host (side_effect.json) in the ephemeral
-directory. The host now runs 1.0.0.
+side_effect_api.yml deployed 1.0.1 (built from the same source) and then 1.0.0 again, with --diff
+and -v, and saved each run's output and snapshots of the host (side_effect_api.json) in the
+ephemeral directory. The host now runs 1.0.0. It also runs a Celery worker (test_celery.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_ho
 
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 SECRETS = {p.name: p.read_text().strip() for p in (EPHEMERAL / "secrets").iterdir()}
-SIDE_EFFECT = json.loads((EPHEMERAL / "side_effect.json").read_text())
+SIDE_EFFECT = json.loads((EPHEMERAL / "side_effect_api.json").read_text())
 RUNS = ["deploy-1.0.1", "back-to-1.0.0"]
 ENV_FILE = "/etc/tutormax/tutormax.env"
 ROOT = "/opt/tutormax"
@@ -63,7 +63,7 @@ def test_the_api_runs_as_the_tutormax_user_under_systemd(host) -> None:
 def test_gunicorn_serves_the_configured_number_of_workers(host) -> None:
     main_pid = host.check_output("systemctl show -P MainPID tutormax-api")
     workers = host.check_output(f"ps -o pid= --ppid {main_pid}").split()
-    # molecule.yml says 2; side_effect.yml's deployments raised app_release_workers to 3.
+    # molecule.yml says 2; side_effect_api.yml's deployments raised app_release_workers to 3.
     assert len(workers) == 3
 
 
@@ -86,7 +86,7 @@ def test_the_environment_file_is_root_tutormax_0640(host) -> None:
 
 def test_the_environment_file_names_the_primary_the_sentinels_and_this_instance(host) -> None:
     env = env_file(host)
-    primary = host.check_output("getent hosts api-db").split()[0]
+    primary = host.check_output("getent hosts app-db").split()[0]
     assert re.fullmatch(rf"postgresql://tutormax:[^@]+@{re.escape(primary)}:5432/tutormax", env["DATABASE_URL"])
     # No replica in this scenario: reads go to the primary too.
     assert env["DATABASE_READ_URL"] == env["DATABASE_URL"]
@@ -106,7 +106,7 @@ def test_no_secret_appears_in_the_output_of_a_deployment(label: str) -> None:
     # one rewrote the environment file (WORKERS, two lines below the Redis passwords).
     assert "Apply the database migrations of release" in output
     if label == "deploy-1.0.1":
-        assert any(t.startswith("Write the environment file") for t in changed_tasks(output, "api-1"))
+        assert any(t.startswith("Write the environment file") for t in changed_tasks(output, "app-api"))
     leaked = sorted(name for name, value in SECRETS.items() if value in output)
     assert not leaked, f"secrets {leaked} appear in the output of {label}"
 

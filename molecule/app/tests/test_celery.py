@@ -1,8 +1,8 @@
 """What the celery role leaves on the worker hosts, and what the side effect's tasks and drill showed.
 
-side_effect.yml sent an export through the API and the churn training from the API host, then
+side_effect_celery.yml sent an export through the API and the churn training from the API host, then
 stopped the worker that ran a second export while that export waited on a table lock, and saved
-what it saw in side_effect.json (ephemeral directory).
+what it saw in side_effect_celery.json (ephemeral directory).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ WORKER_HOSTS = RUNNER.get_hosts("celery_worker")
 BEAT_HOSTS = RUNNER.get_hosts("celery_beat")
 testinfra_hosts = sorted(set(WORKER_HOSTS + BEAT_HOSTS))
 
-SIDE_EFFECT = json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "side_effect.json").read_text())
+SIDE_EFFECT = json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "side_effect_celery.json").read_text())
 TASKS, DRILL = SIDE_EFFECT["tasks"], SIDE_EFFECT["drill"]
 CELERY = (
     "runuser -u tutormax -- bash -c 'set -a; . /etc/tutormax/tutormax.env; set +a; exec \"$@\"' - "
