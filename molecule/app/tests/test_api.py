@@ -141,7 +141,7 @@ def test_switching_back_is_a_link_switch_and_a_restart_without_reinstalling(host
     changed = changed_tasks(run_output("back-to-1.0.0"), host.backend.get_hostname())
     # The link moved, the check that follows found the API on the other release, the handler restarted it.
     assert sorted(changed) == [
-        "Find out whether tutormax-api runs another release than the live one",
+        "Find the services that run another release than the live one",
         "Point current at the release",
         "Restart tutormax-api",
     ]
