@@ -90,6 +90,8 @@ class Cluster:
     def __init__(self, inventory: str, lb_url: str, api_hosts: list[str], worker_hosts: list[str]) -> None:
         loadgen.check_loopback(lb_url)
         self.inventory = inventory
+        # More inventory sources, after the first (a new API host joins the `api` group this way).
+        self.more_inventories: list[str] = []
         self.lb_url = lb_url.rstrip("/")
         groups = inventory_groups(inventory)
         self.api = api_hosts or groups.get("api", [])
@@ -97,6 +99,15 @@ class Cluster:
         self.lbs = groups.get("lb", [])
         self.primary = (groups.get("postgres_primary") or [""])[0]
         self.http = httpx.Client(base_url=self.lb_url, timeout=10, headers={"Connection": "close"})
+
+    def inventory_args(self) -> list[str]:
+        return [arg for source in [self.inventory, *self.more_inventories] for arg in ("-i", source)]
+
+    def add_api_host(self, host: str, path: Path) -> None:
+        """Put ``host`` (in the inventory, in no group yet) into `api` for every later Ansible run."""
+        path.write_text(json.dumps({"api": {"hosts": {host: {}}}}) + "\n")
+        self.more_inventories.append(str(path))
+        self.api = [*self.api, host]
 
     def sample(self, n: int = 60) -> dict[str, Counter[str]]:
         """Instance -> versions seen in ``n`` /health answers through the load balancer."""
@@ -112,7 +123,7 @@ class Cluster:
 
     def adhoc(self, pattern: str, module: str, args: dict[str, Any], become_user: str = "") -> list[str]:
         """The command line of one ad-hoc module run."""
-        cmd = ["ansible", "-i", self.inventory, pattern, "-m", module, "-a", json.dumps(args)]
+        cmd = ["ansible", *self.inventory_args(), pattern, "-m", module, "-a", json.dumps(args)]
         return cmd + (["--become", "--become-user", become_user] if become_user else [])
 
     @staticmethod
@@ -139,7 +150,7 @@ class Cluster:
     def site_check_changes(self, version: str) -> dict[str, int]:
         """`site.yml --check` on the load balancers and API hosts with the release they now run:
         host -> changed count (0 everywhere when the rollout left exactly what the roles write)."""
-        cmd = ["ansible-playbook", "-i", self.inventory, "site.yml", "--check", "--limit", "lb:api:localhost"]
+        cmd = ["ansible-playbook", *self.inventory_args(), "site.yml", "--check", "--limit", "lb:api:localhost"]
         cmd += ["-e", json.dumps({"api_release_version": version})]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)  # noqa: S603
         recap = re.findall(r"(?m)^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
@@ -390,8 +401,7 @@ class Harness:
     def playbook(self, version: str, events: Path, log: Path, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
         cmd = [
             "ansible-playbook",
-            "-i",
-            self.cluster.inventory,
+            *self.cluster.inventory_args(),
             "rolling_update.yml",
             "-e",
             json.dumps({"tutormax_version": version, "rolling_update_events_file": str(events), **extra}),
@@ -504,6 +514,10 @@ class Harness:
     # ------------------------------------------------------------------ steps
     def step_update(self, v0: str, v1: str) -> None:
         self.seed_exports()
+        new_host = self.args.new_api_host
+        if new_host:
+            # Scale out during the update: a host that has never run the API joins the `api` group.
+            self.cluster.add_api_host(new_host, RESULTS / f"rolling_update-{self.stamp}-new-api-host.json")
 
         def checks(step: Step, ctx: dict[str, Any], events: list[dict[str, Any]], output: str) -> None:
             step.check("playbook exit status 0", step.rc == 0, f"rc={step.rc}")
@@ -517,6 +531,17 @@ class Harness:
             backs = {e["host"] for e in events if e.get("event") == "worker_back"}
             step.check("every Celery host restarted", backs == set(self.cluster.workers), str(sorted(backs)))
             self.check_exports(step, ctx["stream"], events)
+            if new_host:
+                plan = next((e.get("detail") or {} for e in events if e.get("event") == "start"), {})
+                drains = [e["host"] for e in events if e.get("event") == "drain"]
+                pools = self.cluster.pools()
+                step.check(
+                    f"the new API host {new_host} was deployed first, then joined every load balancer's pool",
+                    plan.get("new") == [new_host]
+                    and drains[:1] == [new_host]
+                    and all(new_host in p["in_service"] for p in pools.values()),
+                    f"plan new {plan.get('new')}, order {drains}, pools {json.dumps(pools)}",
+                )
             # The drain (one script per load balancer) and the switch (one script per API host) write
             # the same files as the nginx_lb, api and app_release roles: site.yml must find nothing to do.
             changes = self.cluster.site_check_changes(v1)
@@ -651,7 +676,7 @@ class Harness:
             self.step_back("back", v0)
         report = {
             "stamp": self.stamp,
-            "inventory": self.cluster.inventory,
+            "inventory": [self.cluster.inventory, *self.cluster.more_inventories],
             "lb_url": self.cluster.lb_url,
             "rate": self.args.rate,
             "versions": {"before": v0, "new": v1, "bad": v2},
@@ -701,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-hosts", default="", help="API hosts, comma-separated (default: the api group)")
     parser.add_argument("--worker-hosts", default="", help="Celery hosts (default: celery_worker + celery_beat)")
     parser.add_argument("--steps", default="update,fail,rollback,back", help="any of update,fail,rollback,back")
+    parser.add_argument(
+        "--new-api-host",
+        default="",
+        help="a host of the inventory in no group yet: the update step adds it to `api` (scale out during a rollout)",
+    )
     parser.add_argument("--version", default="", help="release to roll out (default: next patch of what runs)")
     parser.add_argument("--bad-version", default="", help="release of the failing step (default: the next patch)")
     parser.add_argument("--rate", type=float, default=110.0, help="requests per second through the load balancer")
