@@ -451,10 +451,15 @@ class Harness:
         time.sleep(self.args.after)
         result = generator.stop()
         step.seconds = round(t_end - t_start, 1)
-        summary = loadgen.summarize(
-            result, [("before", result.started, t_start), ("during", t_start, t_end), ("after", t_end, 1e12)]
-        )
         event_list = loadgen.read_events(events)
+        windows = [("before", result.started, t_start), ("during", t_start, t_end), ("after", t_end, 1e12)]
+        # From the first drain to the last host back (or failed): the API hosts switching, without the
+        # staging, migration, Celery and post-check phases around it.
+        drains = [float(e["t"]) for e in event_list if e.get("event") == "drain"]
+        ends = [float(e["t"]) for e in event_list if e.get("event") in ("returned", "failed")]
+        if drains and ends:
+            windows.append(("api_phase", min(drains), max(ends)))
+        summary = loadgen.summarize(result, windows)
         paths = loadgen.write_results(
             prefix, result, summary, event_list, title=f"rolling_update.yml -e tutormax_version={version} ({name})"
         )
@@ -483,7 +488,8 @@ class Harness:
         }
         print(
             f"  {step.figures['requests']} requests ({step.figures['writes']} POST), {step.figures['failed']} failed; "
-            f"p99 before {step.figures['p99_ms'].get('before')} ms, during {step.figures['p99_ms'].get('during')} ms; "
+            f"p99 before {step.figures['p99_ms'].get('before')} ms, during {step.figures['p99_ms'].get('during')} ms "
+            f"(API phase {step.figures['p99_ms'].get('api_phase')} ms); "
             f"playbook {step.seconds} s rc={step.rc}; API hosts out of the pool (s): "
             f"{step.figures['api_host_seconds']}",
             flush=True,
