@@ -147,17 +147,19 @@ class Cluster:
             ) from None
         return results
 
-    def site_check_changes(self, version: str) -> dict[str, int]:
+    def site_check_changes(self, version: str, log: Path | None = None) -> tuple[dict[str, int], list[str]]:
         """`site.yml --check` on the load balancers and API hosts with the release they now run:
         host -> changed count (0 everywhere when the rollout left exactly what the roles write)."""
         cmd = ["ansible-playbook", *self.inventory_args(), "site.yml", "--check", "--limit", "lb:api:localhost"]
         cmd += ["-e", json.dumps({"api_release_version": version})]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)  # noqa: S603
+        if log is not None:
+            log.write_text(proc.stdout + proc.stderr)
         recap = re.findall(r"(?m)^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
         counts = {host: int(changed) for host, changed, _, _ in recap if host != "localhost"}
         if proc.returncode != 0 or set(counts) != set(self.lbs + self.api):
             raise RuntimeError(f"site.yml --check failed (rc={proc.returncode}): {proc.stdout[-1500:]}")
-        return counts
+        return counts, changed_tasks(proc.stdout)
 
     def psql(self, sql: str) -> str:
         result = self.ansible(
@@ -209,6 +211,19 @@ class Cluster:
                 "down": [name for down, name in servers if down],
             }
         return pools
+
+
+def changed_tasks(output: str) -> list[str]:
+    """'task: host' for every `changed:` line of an ansible-playbook output."""
+    found, task = [], ""
+    for line in output.splitlines():
+        header = re.match(r"^(?:TASK|RUNNING HANDLER) \[(.*?)\]", line)
+        if header:
+            task = header.group(1)
+        changed = re.match(r"^changed: \[([^\]]+)\]", line)
+        if changed:
+            found.append(f"{task}: {changed.group(1)}")
+    return found
 
 
 def inventory_groups(inventory: str) -> dict[str, list[str]]:
@@ -550,11 +565,13 @@ class Harness:
                 )
             # The drain (one script per load balancer) and the switch (one script per API host) write
             # the same files as the nginx_lb, api and app_release roles: site.yml must find nothing to do.
-            changes = self.cluster.site_check_changes(v1)
+            changes, tasks = self.cluster.site_check_changes(
+                v1, RESULTS / f"rolling_update-{self.stamp}-site-check.log"
+            )
             step.check(
                 f"site.yml --check with {v1} changes nothing on the load balancers and API hosts",
                 not any(changes.values()),
-                f"changed per host: {changes}",
+                f"changed per host: {changes}; {tasks}",
             )
 
         self.run_step("update", v1, exports=True, checks=checks)
