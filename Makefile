@@ -61,7 +61,7 @@ lint: $(STAMP) ## yamllint, ansible-lint (production profile), ruff, mypy
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## pytest: the collection's own unit tests (tests/)
-	@scripts/pytest.sh tests
+	@scripts/pytest.sh tests -n auto
 
 .PHONY: test-app
 test-app: $(STAMP) host-packages ## pytest: the app against real PostgreSQL, replica, Redis and Sentinel
@@ -83,7 +83,7 @@ test: ## Everything CI checks, with a summary of what ran and how long each stag
 	@$(STAGE) venv $(MAKE) --no-print-directory venv || true
 	@$(STAGE) image images/testhost/build.sh || true
 	@$(STAGE) lint $(MAKE) --no-print-directory lint || true
-	@$(STAGE) unit scripts/pytest.sh tests || true
+	@$(STAGE) unit scripts/pytest.sh tests -n auto || true
 	@if [ -d app ]; then $(STAGE) app scripts/pytest.sh app/tests || true; fi
 	@$(STAGE) build $(MAKE) --no-print-directory build || true
 	@for s in $(SCENARIO_NAMES); do $(STAGE) molecule:$$s molecule test -s $$s || true; done
