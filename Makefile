@@ -18,6 +18,8 @@ SCENARIOS ?= $(strip $(foreach s,$(SCENARIO_ORDER),$(wildcard molecule/$(s)/mole
   $(filter-out $(foreach s,$(SCENARIO_ORDER),molecule/$(s)/molecule.yml),$(sort $(wildcard molecule/*/molecule.yml))))
 SCENARIO_NAMES := $(patsubst molecule/%/molecule.yml,%,$(SCENARIOS))
 STAGE := scripts/stage.sh
+# The collection's unit tests, on every core (pytest-xdist): each runs ansible-playbook.
+UNIT_TESTS := scripts/pytest.sh tests -n auto
 
 .PHONY: help
 help: ## Show the targets
@@ -61,7 +63,7 @@ lint: $(STAMP) ## yamllint, ansible-lint (production profile), ruff, mypy
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## pytest: the collection's own unit tests (tests/)
-	@scripts/pytest.sh tests -n auto
+	@$(UNIT_TESTS)
 
 .PHONY: test-app
 test-app: $(STAMP) host-packages ## pytest: the app against real PostgreSQL, replica, Redis and Sentinel
@@ -83,7 +85,7 @@ test: ## Everything CI checks, with a summary of what ran and how long each stag
 	@$(STAGE) venv $(MAKE) --no-print-directory venv || true
 	@$(STAGE) image images/testhost/build.sh || true
 	@$(STAGE) lint $(MAKE) --no-print-directory lint || true
-	@$(STAGE) unit scripts/pytest.sh tests -n auto || true
+	@$(STAGE) unit $(UNIT_TESTS) || true
 	@if [ -d app ]; then $(STAGE) app scripts/pytest.sh app/tests || true; fi
 	@$(STAGE) build $(MAKE) --no-print-directory build || true
 	@for s in $(SCENARIO_NAMES); do $(STAGE) molecule:$$s molecule test -s $$s || true; done

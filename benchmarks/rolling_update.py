@@ -157,11 +157,12 @@ class Cluster:
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)  # noqa: S603
         if log is not None:
             log.write_text(proc.stdout + proc.stderr)
+        checked = set(self.lbs + self.api)
         recap = re.findall(r"(?m)^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
-        counts = {host: int(changed) for host, changed, _, _ in recap if host in self.lbs + self.api}
-        if proc.returncode != 0 or set(counts) != set(self.lbs + self.api):
+        counts = {host: int(changed) for host, changed, _, _ in recap if host in checked}
+        if proc.returncode != 0 or set(counts) != checked:
             raise RuntimeError(f"site.yml --check failed (rc={proc.returncode}): {proc.stdout[-1500:]}")
-        return counts, [t for t in changed_tasks(proc.stdout) if t.rsplit(": ", 1)[-1] in self.lbs + self.api]
+        return counts, [t for t in changed_tasks(proc.stdout) if t.rsplit(": ", 1)[-1] in checked]
 
     def psql(self, sql: str) -> str:
         result = self.ansible(

@@ -53,7 +53,7 @@ def run_args(platform: dict[str, Any]) -> list[str]:
     args += [f"--publish={port}" for port in platform.get("published_ports", [])]
     args += [f"--env={key}={value}" for key, value in platform.get("env", {}).items()]
     args += [f"--sysctl={key}={value}" for key, value in platform.get("sysctls", {}).items()]
-    networks = [net["name"] for net in platform.get("networks", [])]
+    networks = networks_of([platform])
     if networks:
         args.append(f"--network={networks[0]}")
     args.append(platform["image"])
@@ -62,7 +62,8 @@ def run_args(platform: dict[str, Any]) -> list[str]:
 
 
 def networks_of(platforms: list[dict[str, Any]]) -> list[str]:
-    return sorted({net["name"] for p in platforms for net in p.get("networks", [])})
+    """The networks of ``platforms``, each once, in the order they are first named."""
+    return list(dict.fromkeys(net["name"] for p in platforms for net in p.get("networks", [])))
 
 
 def existing(names: list[str]) -> dict[str, str]:
@@ -74,7 +75,9 @@ def existing(names: list[str]) -> dict[str, str]:
 
 def create(platforms: list[dict[str, Any]]) -> list[str]:
     """Start every platform's container (an existing running one is kept, as Molecule does)."""
+    # Every platform's arguments first: a setting the script cannot apply stops it before any change.
     argv = {p["name"]: run_args(p) for p in platforms}
+    networks = {p["name"]: networks_of([p]) for p in platforms}
     for network in networks_of(platforms):
         if docker("network", "inspect", network, check=False).returncode != 0:
             docker("network", "create", "--label", LABEL, network)
@@ -85,7 +88,7 @@ def create(platforms: list[dict[str, Any]]) -> list[str]:
         if name in states:  # stopped or half-created: start afresh
             docker("rm", "--force", "--volumes", name)
         docker(*argv[name])
-        for extra in [net["name"] for net in next(p for p in platforms if p["name"] == name)["networks"]][1:]:
+        for extra in networks[name][1:]:  # `docker run` joins the first one
             docker("network", "connect", extra, name)
         return name
 
