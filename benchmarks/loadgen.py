@@ -90,6 +90,8 @@ class Record:
     latency_ms: float
     error: str = ""
     instance: str = ""
+    #: The start of the body of a non-2xx answer (the API names its reason there).
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
@@ -314,10 +316,12 @@ class LoadGenerator:
     async def _one(self, kind: str, due: float) -> None:
         method, path, body = self._request(kind)
         start = time.perf_counter()
-        status, error, instance = 0, "", ""
+        status, error, instance, detail = 0, "", "", ""
         try:
             status, headers, data = await asyncio.wait_for(self.request(method, path, body), self.timeout)
             instance = headers.get("x-instance-id", "")
+            if not 200 <= status < 300:
+                detail = data[:200].decode(errors="replace")
             if status == 201 and kind == "create_tutor":
                 self.tutors.append(json.loads(data)["id"])
             elif status == 201 and path.endswith("/sessions"):
@@ -327,7 +331,7 @@ class LoadGenerator:
         except HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:120]}"
         latency = (time.perf_counter() - start) * 1000
-        self.result.records.append(Record(due, kind, method, status, round(latency, 2), error, instance))
+        self.result.records.append(Record(due, kind, method, status, round(latency, 2), error, instance, detail))
 
 
 # ---------------------------------------------------------------------------------------- results

@@ -261,6 +261,25 @@ SUCCEEDED = re.compile(
 )
 
 
+def describe_failures(
+    records: list[loadgen.Record], t_start: float, api_phase: tuple[float, float] | None, show: int = 3
+) -> str:
+    """When the failed requests fell, against the playbook's start and its API phase, and the first few."""
+    failed = sorted((r for r in records if not r.ok), key=lambda r: r.t)
+    if not failed:
+        return ""
+    text = f"; failed from +{failed[0].t - t_start:.1f} s to +{failed[-1].t - t_start:.1f} s after the playbook started"
+    if api_phase:
+        inside = sum(1 for r in failed if api_phase[0] <= r.t < api_phase[1])
+        text += f" (API phase +{api_phase[0] - t_start:.1f} to +{api_phase[1] - t_start:.1f} s: {inside} of them)"
+    samples = [
+        f"+{r.t - t_start:.1f} s {r.method} {r.kind} -> {r.status or r.error} after {r.latency_ms:.0f} ms"
+        + (f" {r.detail[:100]!r}" if r.detail else "")
+        for r in failed[:show]
+    ]
+    return text + "; first: " + "; ".join(samples)
+
+
 def parse_warm_shutdowns(host: str, journal_json: str) -> list[dict[str, Any]]:
     """Stops of worker units in ``journalctl -o json`` output: when SIGTERM arrived (celery logs
     "Warm shutdown"), which exports the unit finished after it, and how the unit ended."""
@@ -516,7 +535,8 @@ class Harness:
             "no failed client request",
             summary["overall"]["failed"] == 0,
             f"{summary['overall']['requests']} requests, by status {summary['overall']['by_status']}, "
-            f"errors {summary['overall']['by_error']}",
+            f"errors {summary['overall']['by_error']}"
+            + describe_failures(result.records, t_start, {w[0]: (w[1], w[2]) for w in windows}.get("api_phase")),
         )
         step.check(
             f"load held at least {self.args.min_rate:g} req/s during the playbook",

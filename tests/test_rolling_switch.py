@@ -184,3 +184,18 @@ def test_upstreams_check_mode_only_tells(lb: dict[str, Path], server: int) -> No
     assert upstreams.main(["--check", str(lb["dest"]), base64.b64encode(b"x\n").decode(), str(server)]) == 0
     assert lb["dest"].read_bytes() == before
     assert not lb["log"].exists()
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        (b"/opt/tutormax/releases/1.0.1/bin/python\0/opt/tutormax/current/bin/tutormax-api\0", "1.0.1"),
+        (b"/opt/tutormax/releases/2.0.0rc1/bin/python3\0-m\0x\0", "2.0.0rc1"),
+        (b"/opt/tutormax/deps/0123abcd-py3.11/bin/python\0", None),
+        (b"/usr/bin/python3\0/opt/tutormax/releases/1.0.1/bin/tutormax-api\0", None),
+        (b"/opt/tutormax/releases/1.0.1/lib/x.so\0", None),
+        (b"", None),
+    ],
+)
+def test_release_of_reads_the_release_from_the_interpreter_path(cmdline: bytes, expected: str | None) -> None:
+    assert probe.release_of("/opt/tutormax/", cmdline) == expected

@@ -299,3 +299,18 @@ def test_harness_reads_warm_shutdowns_from_the_worker_journal() -> None:
     assert killed["unit"] == other
     assert "Killing" in killed["ended"]
     assert killed["finished_after_sigterm"] == []
+
+
+def test_describe_failures_places_them_against_the_playbook_and_the_api_phase() -> None:
+    t0 = 2_000_000.0
+    ok = [loadgen.Record(t0 + i, "health", "GET", 200, 4.0) for i in range(50)]
+    failed = [
+        loadgen.Record(t0 + 30.5, "list_tutors", "GET", 503, 5012.0, detail='{"detail":"the database is unavailable"}'),
+        loadgen.Record(t0 + 12.25, "create_tutor", "POST", 0, 10000.0, "timeout: no complete answer in time"),
+    ]
+    assert rolling.describe_failures(ok, t0, None) == ""
+    text = rolling.describe_failures(ok + failed, t0 + 2, (t0 + 20, t0 + 40))
+    assert "failed from +10.2 s to +28.5 s after the playbook started" in text
+    assert "(API phase +18.0 to +38.0 s: 1 of them)" in text
+    assert text.index("POST create_tutor -> timeout") < text.index("GET list_tutors -> 503 after 5012 ms")
+    assert "the database is unavailable" in text

@@ -3,10 +3,12 @@
 idle PORT TIMEOUT PEER...   Wait until no established TCP connection from any PEER address reaches
                             local PORT (the load balancers' requests to a drained API host have
                             finished), at most TIMEOUT seconds. Prints JSON; exit 0 either way.
-running ROOT UNIT...        Which release each running unit's main process has loaded: the
-                            ROOT/releases/<version>/ its memory maps point into (the `current`
-                            link is resolved when a process starts, so this is the truth even after
-                            the link moved). Prints JSON.
+running ROOT UNIT...        Which release each running unit's main process runs: the
+                            ROOT/releases/<version>/bin/python its command line starts with (the
+                            entry point's shebang; the interpreter takes its prefix, so its
+                            site-packages, from that path, and the `current` link is resolved when
+                            the process starts, so this is the truth even after the link moved).
+                            Prints JSON.
 state ROOT VERSION PORT UNIT...
                             Everything the rollout's plan needs from one host in one call: the
                             release `current` points to, whether VERSION is installed, /health on
@@ -93,8 +95,14 @@ def idle(port: int, timeout: float, peers: set[str], interval: float = 0.2) -> d
     }
 
 
+def release_of(root: str, cmdline: bytes) -> str | None:
+    """The VERSION of ROOT/releases/VERSION/bin/... that a NUL-separated command line starts with."""
+    argv0 = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+    match = re.fullmatch(re.escape(root.rstrip("/")) + r"/releases/([^/]+)/bin/[^/]+", argv0)
+    return match[1] if match else None
+
+
 def running(root: str, units: list[str]) -> dict[str, object]:
-    pattern = re.compile(re.escape(root.rstrip("/")) + r"/releases/([^/]+)/")
     result: dict[str, object] = {}
     for unit in units:
         show = subprocess.run(  # noqa: S603 - fixed command, unit names from the playbook
@@ -105,13 +113,17 @@ def running(root: str, units: list[str]) -> dict[str, object]:
         )
         props = dict(line.split("=", 1) for line in show.stdout.splitlines() if "=" in line)
         pid = int(props.get("MainPID", "0") or 0)
-        versions: set[str] = set()
+        release = None
         if pid:
             try:
-                versions = set(pattern.findall(Path(f"/proc/{pid}/maps").read_text()))
+                release = release_of(root, Path(f"/proc/{pid}/cmdline").read_bytes())
             except OSError:
-                versions = set()
-        result[unit] = {"active": props.get("ActiveState", "unknown"), "pid": pid, "releases": sorted(versions)}
+                release = None
+        result[unit] = {
+            "active": props.get("ActiveState", "unknown"),
+            "pid": pid,
+            "releases": [release] if release else [],
+        }
     return result
 
 

@@ -131,6 +131,24 @@ def test_the_second_version_was_installed_beside_the_first_and_went_live(host) -
     assert second["main_pid"] != first["main_pid"]
 
 
+def test_both_releases_share_one_dependency_layer_and_hold_the_app_alone(host) -> None:
+    layers = {v: host.file(f"{ROOT}/releases/{v}/deps").linked_to for v in ("1.0.0", "1.0.1")}
+    assert layers["1.0.0"] == layers["1.0.1"], f"the second release installed its dependencies again: {layers}"
+    layer = layers["1.0.0"]
+    assert host.file(f"{ROOT}/deps").listdir() == [layer.rsplit("/", 1)[1]]
+    assert host.file(f"{layer}/.installed").exists
+    site = "lib/python3.11/site-packages"
+    assert host.file(f"{ROOT}/releases/1.0.1/{site}/tutormax-deps.pth").content_string.strip() == f"{layer}/{site}"
+    assert host.file(f"{layer}/{site}/fastapi").is_directory
+    assert not host.file(f"{ROOT}/releases/1.0.1/{site}/fastapi").exists, "a dependency inside the release"
+    # Compiled as root once, so the service user (who cannot write there) never compiles at start.
+    assert host.file(f"{layer}/{site}/fastapi/__pycache__").is_directory
+    # The running API is the release's interpreter, with the layer on its path.
+    pid = host.check_output("systemctl show --property=MainPID --value tutormax-api")
+    argv0 = host.check_output(f"tr '\\0' '\\n' < /proc/{pid}/cmdline | head -n1")
+    assert argv0 == host.file(f"{ROOT}/current").linked_to + "/bin/python"
+
+
 def test_switching_back_is_a_link_switch_and_a_restart_without_reinstalling(host) -> None:
     second, back = snapshots(host)["second"], snapshots(host)["back"]
     assert back["current"] == "1.0.0"

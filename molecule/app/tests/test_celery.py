@@ -25,7 +25,7 @@ SIDE_EFFECT = json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "si
 TASKS, DRILL = SIDE_EFFECT["tasks"], SIDE_EFFECT["drill"]
 CELERY = (
     "runuser -u tutormax -- bash -c 'set -a; . /etc/tutormax/tutormax.env; set +a; exec \"$@\"' - "
-    "/opt/tutormax/current/bin/celery --app=tutormax.worker.app:app"
+    "/opt/tutormax/current/bin/python -m celery --app=tutormax.worker.app:app"
 )
 
 

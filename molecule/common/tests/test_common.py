@@ -26,6 +26,7 @@ def test_application_directories_have_their_owners_and_modes(host) -> None:
     expected = {
         "/opt/tutormax": ("root", "tutormax", 0o755),
         "/opt/tutormax/releases": ("root", "tutormax", 0o755),
+        "/opt/tutormax/deps": ("root", "tutormax", 0o755),
         "/etc/tutormax": ("root", "tutormax", 0o750),
         "/var/lib/tutormax": ("tutormax", "tutormax", 0o750),
     }
