@@ -5,7 +5,10 @@
 
 Each step runs `ansible-playbook rolling_update.yml` while benchmarks/loadgen.py sends a steady
 mixed load (GET and POST, one connection per request, nothing retried) through the load balancer,
-from --baseline seconds before the playbook until --after seconds after it. Every response is
+from --warmup plus --baseline seconds before the playbook until --after seconds after it (the
+warm-up lets the API's connection pools and caches reach their steady state under the load, as
+on a cluster that serves; its requests count like all others, only its latencies stay out of
+"before"). Every response is
 recorded; the step's plot marks each API host's time out of the pool and the worker restarts
 (the playbook writes them to an events file, rolling_update_events_file).
 
@@ -468,8 +471,8 @@ class Harness:
         generator = loadgen.LoadGenerator(
             self.cluster.lb_url, self.args.rate, max_in_flight=self.args.max_in_flight, timeout=self.args.timeout
         )
-        generator.start(self.args.baseline + self.args.playbook_timeout + self.args.after + 30)
-        time.sleep(self.args.baseline)
+        generator.start(self.args.warmup + self.args.baseline + self.args.playbook_timeout + self.args.after + 30)
+        time.sleep(self.args.warmup + self.args.baseline)
         stream = ExportStream(
             self.cluster, events, self.args.export_interval, self.args.export_limit, self.args.export_hold
         )
@@ -489,7 +492,13 @@ class Harness:
         result = generator.stop()
         step.seconds = round(t_end - t_start, 1)
         event_list = loadgen.read_events(events)
-        windows = [("before", result.started, t_start), ("during", t_start, t_end), ("after", t_end, 1e12)]
+        warm = result.started + self.args.warmup
+        windows = [
+            ("warmup", result.started, warm),
+            ("before", warm, t_start),
+            ("during", t_start, t_end),
+            ("after", t_end, 1e12),
+        ]
         # From the first drain to the last host back (or failed): the API hosts switching, without the
         # staging, migration, Celery and post-check phases around it.
         drains = [float(e["t"]) for e in event_list if e.get("event") == "drain"]
@@ -787,6 +796,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=30.0,
         help="seconds a client waits for an answer before counting the request failed (nginx waits 60 s)",
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=20.0, help="seconds of load before the baseline (counted, not in 'before')"
     )
     parser.add_argument("--baseline", type=float, default=20.0, help="seconds of load before each playbook")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after each playbook")

@@ -135,7 +135,11 @@ def test_both_releases_share_one_dependency_layer_and_hold_the_app_alone(host) -
     layers = {v: host.file(f"{ROOT}/releases/{v}/deps").linked_to for v in ("1.0.0", "1.0.1")}
     assert layers["1.0.0"] == layers["1.0.1"], f"the second release installed its dependencies again: {layers}"
     layer = layers["1.0.0"]
+    # side_effect_api.yml left an orphan layer before deploying 1.0.1; that deploy's prune removed it.
     assert host.file(f"{ROOT}/deps").listdir() == [layer.rsplit("/", 1)[1]]
+    assert "Remove the dependency layers no kept release links to" in changed_tasks(
+        run_output("deploy-1.0.1"), host.backend.get_hostname()
+    )
     assert host.file(f"{layer}/.installed").exists
     site = "lib/python3.11/site-packages"
     assert host.file(f"{ROOT}/releases/1.0.1/{site}/tutormax-deps.pth").content_string.strip() == f"{layer}/{site}"
