@@ -137,9 +137,11 @@ def test_both_releases_share_one_dependency_layer_and_hold_the_app_alone(host) -
     layer = layers["1.0.0"]
     # side_effect_api.yml left an orphan layer before deploying 1.0.1; that deploy's prune removed it.
     assert host.file(f"{ROOT}/deps").listdir() == [layer.rsplit("/", 1)[1]]
-    assert "Remove the dependency layers no kept release links to" in changed_tasks(
-        run_output("deploy-1.0.1"), host.backend.get_hostname()
-    )
+    deployed = changed_tasks(run_output("deploy-1.0.1"), host.backend.get_hostname())
+    assert "Remove the dependency layers no kept release links to" in deployed
+    # The layer was there: 1.0.1 came without the wheelhouse and installed one package.
+    assert "Unpack the lock's wheelhouse" not in deployed
+    assert "Install the app offline into the release (its dependencies are the layer's)" in deployed
     assert host.file(f"{layer}/.installed").exists
     site = "lib/python3.11/site-packages"
     assert host.file(f"{ROOT}/releases/1.0.1/{site}/tutormax-deps.pth").content_string.strip() == f"{layer}/{site}"

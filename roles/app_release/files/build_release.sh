@@ -3,8 +3,11 @@
 # pinned dependencies for the hosts' Python (Debian 12: CPython 3.11, manylinux x86_64), packed as
 # one archive. Hosts install it offline; they never reach PyPI and never build code.
 # Usage: build_release.sh APP_SOURCE_DIR VERSION OUTPUT_DIR UV_VERSION
-# Writes OUTPUT_DIR/tutormax-release-VERSION.tar (and .sha256). Wheels of the lock are cached
-# in OUTPUT_DIR/../wheelhouse-<lock hash> and shared by every version built from the same lock.
+# Writes OUTPUT_DIR/tutormax-release-VERSION.tar (and .sha256, and .deps: the lock hash). Wheels of
+# the lock are cached in OUTPUT_DIR/../wheelhouse-<lock hash> and packed once into
+# OUTPUT_DIR/../wheelhouse-<lock hash>.tar, shared by every version built from the same lock: the
+# release archive holds the app wheel, the lock and uv only, and a host gets the wheelhouse only
+# when it lacks that lock's dependency layer.
 # The archive also carries bin/uv (from the uv wheel of PyPI, manylinux x86_64), the installer the
 # hosts run offline: it installs the wheelhouse in a third of pip's time and needs no pip in the
 # release's virtualenv.
@@ -30,8 +33,9 @@ trap 'rm -rf "$work"' EXIT
 # One build at a time per build directory (several checkouts or plays may share it).
 exec 9>"$(dirname "$out")/.build.lock"
 flock 9
-# An archive of an older build script (without bin/uv) is rebuilt.
-if [ -f "$archive" ] && tar -tf "$archive" ./bin/uv >/dev/null 2>&1; then
+# An archive of an older build script (without DEPS, or whose wheelhouse archive is gone) is rebuilt.
+if [ -f "$archive" ] && [ -f "$archive.deps" ] && tar -tf "$archive" ./DEPS >/dev/null 2>&1 \
+  && [ -f "$(dirname "$out")/wheelhouse-$(cat "$archive.deps").tar" ]; then
   echo "build_release: exists $archive"
   exit 0
 fi
@@ -67,7 +71,14 @@ case "$(basename "$built")" in
   "tutormax-$version-"*) ;;
   *) echo "build_release: built $(basename "$built"), expected version $version" >&2; exit 1 ;;
 esac
-cp "$wheelhouse"/*.whl "$work/release/wheels/"
+wheelhouse_tar="$(dirname "$out")/wheelhouse-$lock_hash.tar"
+if [ ! -f "$wheelhouse_tar" ]; then
+  mkdir -p "$work/deps/wheels"
+  cp "$wheelhouse"/*.whl "$work/deps/wheels/"
+  tar -C "$work/deps" -cf "$wheelhouse_tar.tmp" .
+  mv "$wheelhouse_tar.tmp" "$wheelhouse_tar"
+fi
+echo "$lock_hash" > "$work/release/DEPS"
 cp "$lock" "$work/release/requirements.lock"
 mkdir -p "$work/release/bin"
 "$python" - "$uv_cache"/uv-*.whl "$work/release/bin/uv" <<'PY'
@@ -83,5 +94,6 @@ echo "$version" > "$work/release/VERSION"
 # Wheels are zip files already: a plain tar, compressing them again would only cost time.
 tar -C "$work/release" -cf "$archive.tmp" .
 mv "$archive.tmp" "$archive"
+echo "$lock_hash" > "$archive.deps"
 sha256sum "$archive" | cut -d' ' -f1 > "$archive.sha256"
 echo "build_release: built $archive ($(du -h "$archive" | cut -f1), $(ls "$work/release/wheels" | wc -l) wheels)"
