@@ -7,15 +7,21 @@ and changed nothing; a run that gets past it fails as UNREACHABLE at the first t
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_playbook
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = (REPO / "app" / "src" / "tutormax" / "VERSION").read_text().strip()
+BUILD_SCRIPT = REPO / "roles" / "app_release" / "files" / "build_release.sh"
+UV_VERSION = yaml.safe_load((REPO / "roles" / "app_release" / "defaults" / "main.yml").read_text())[
+    "app_release_uv_version"
+]
 SECRETS = {
     "app_release_database_password": "q8Vt3mN0xR2pL7sK1wZ9aa",
     "app_release_redis_password": "b4Nc8xT2mQ7vL1pZ9kR3bb",
@@ -30,14 +36,26 @@ UNREACHABLE = {
 
 
 def fake_release(build_dir: Path) -> None:
-    """An archive where the build step looks for one, so a run that gets past the preflight builds
-    nothing (the build script sees it and stops)."""
+    """An archive where the build step looks for one, with the key of the app's inputs, the lock's
+    wheelhouse and uv, so a run that gets past the preflight builds nothing (the build script sees
+    them and stops)."""
     target = build_dir / VERSION / f"tutormax-release-{VERSION}.tar"
     target.parent.mkdir(parents=True)
-    uv = build_dir / "uv"
+    key = subprocess.run(
+        [str(BUILD_SCRIPT), "--key", str(REPO / "app"), VERSION, UV_VERSION],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    lock = hashlib.sha256((REPO / "app" / "requirements.lock").read_bytes()).hexdigest()[:16]
+    (build_dir / f"wheelhouse-{lock}.tar").write_bytes(b"")
+    uv = build_dir / f"uv-{UV_VERSION}" / "uv"
+    uv.parent.mkdir()
     uv.write_text("#!/bin/sh\n")
+    uv.chmod(0o755)
     with tarfile.open(target, "w") as tar:
-        tar.add(uv, arcname="./bin/uv")
+        tar.add(uv, arcname="./VERSION")
+    Path(f"{target}.key").write_text(key + "\n")
 
 
 def run_role(tmp_path: Path, role: str, secrets: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -97,7 +115,9 @@ def test_with_every_secret_set_the_run_gets_past_the_preflight_to_the_first_host
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "is missing, shorter than 16 characters or a placeholder" not in out, out
-    assert "build_release: exists" in out or "Build the release archive" in out, out
+    # The build step ran and found the fake archive current: nothing built, nothing changed.
+    assert "Build the release archive" in out, out
+    assert "changed=0" in out, out
     assert "UNREACHABLE" in out, out
     assert "Look for the release on the host" in out, out
     assert not any(v in out for v in SECRETS.values()), "a secret was printed"

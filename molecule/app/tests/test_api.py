@@ -141,6 +141,11 @@ def test_both_releases_share_one_dependency_layer_and_hold_the_app_alone(host) -
     assert "Remove the dependency layers no kept release links to" in deployed
     # The layer was there: 1.0.1 came without the wheelhouse and installed one package.
     assert "Unpack the lock's wheelhouse" not in deployed
+    # uv came once, with the first release, and is not part of a release.
+    assert "Copy the uv binary" not in deployed
+    assert host.file(f"{ROOT}/tools").listdir() == ["uv-0.13.9"]
+    assert host.file(f"{ROOT}/tools/uv-0.13.9/uv").mode == 0o755
+    assert not host.file(f"{ROOT}/releases/1.0.1/bin/uv").exists
     assert "Install the app offline into the release (its dependencies are the layer's)" in deployed
     assert host.file(f"{layer}/.installed").exists
     site = "lib/python3.11/site-packages"
