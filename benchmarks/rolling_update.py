@@ -439,7 +439,9 @@ class Harness:
         print("seeding export data:", self.cluster.psql(sql)[-60:], flush=True)
 
     def playbook(self, version: str, events: Path, log: Path, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
+        # The controller runs at a lower CPU priority than the hosts: see --controller-nice.
         cmd = [
+            *(["nice", "-n", str(self.args.controller_nice)] if self.args.controller_nice else []),
             "ansible-playbook",
             *self.cluster.inventory_args(),
             "rolling_update.yml",
@@ -734,6 +736,7 @@ class Harness:
             "inventory": [self.cluster.inventory, *self.cluster.more_inventories],
             "lb_url": self.cluster.lb_url,
             "rate": self.args.rate,
+            "controller_nice": self.args.controller_nice,
             "versions": {"before": v0, "new": v1, "bad": v2},
             "seconds": round(time.time() - t0),
             "ok": all(s.ok for s in self.steps),
@@ -807,6 +810,13 @@ def main(argv: list[str] | None = None) -> int:
         "--extra-vars",
         default="{}",
         help="JSON settings for every rolling_update.yml run, e.g. '{\"rolling_update_serial\": 2}'",
+    )
+    parser.add_argument(
+        "--controller-nice",
+        type=int,
+        default=10,
+        help="nice level of rolling_update.yml's ansible-playbook: on one machine the containers (the hosts)"
+        " and the controller share the CPU, in production the controller has its own; 0 = no change",
     )
     parser.add_argument("--samples", type=int, default=60, help="/health requests to see every instance's version")
     parser.add_argument("--export-tutors", type=int, default=40, help="tutors x 365 days of metrics per export")

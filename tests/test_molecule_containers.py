@@ -67,3 +67,18 @@ def test_a_setting_the_script_cannot_apply_stops_it_naming_the_setting(extra: di
 def test_the_networks_are_created_once_for_all_platforms() -> None:
     cluster = platforms(REPO / "molecule" / "cluster" / "molecule.yml")
     assert containers.networks_of(cluster) == ["tutormax-molecule-cluster"]
+
+
+def test_the_cluster_scenario_weights_the_serving_path_above_the_celery_hosts() -> None:
+    shares: dict[str, int] = {}
+    for platform in platforms(REPO / "molecule" / "cluster" / "molecule.yml"):
+        argv = containers.run_args(platform)
+        weights = [int(a.split("=", 1)[1]) for a in argv if a.startswith("--cpu-shares=")]
+        shares[platform["name"]] = weights[0] if weights else 1024  # Docker's default
+        for key, value in platform.get("labels", {}).items():
+            assert f"--label={key}={value}" in argv
+    serving = [shares[n] for n in shares if any(r in n for r in ("-lb", "-api", "-pg"))]
+    background = [shares[n] for n in shares if "-worker" in n]
+    assert len(serving) == 7
+    assert len(background) == 2
+    assert min(serving) > shares["cluster-redis1"] > max(background)

@@ -24,7 +24,11 @@ LABEL = "owner=molecule"
 # Keys Molecule itself reads (groups, children) or that only say what the driver already assumes.
 IGNORED = {"name", "groups", "children", "pre_build_image"}
 SUPPORTED = {"image", "hostname", "command", "capabilities", "cgroupns_mode", "volumes", "tmpfs"}
-SUPPORTED |= {"networks", "published_ports", "env", "sysctls"}
+SUPPORTED |= {"networks", "published_ports", "env", "sysctls", "labels"}
+# Molecule's platform schema has no CPU weight (only `cpus`, a hard quota), so a scenario sets one
+# with this label; it becomes `docker run --cpu-shares` (the container's share of a busy CPU
+# relative to the others: 1024 is Docker's default).
+CPU_SHARES_LABEL = "tutormax.cpu-shares"
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -53,6 +57,10 @@ def run_args(platform: dict[str, Any]) -> list[str]:
     args += [f"--publish={port}" for port in platform.get("published_ports", [])]
     args += [f"--env={key}={value}" for key, value in platform.get("env", {}).items()]
     args += [f"--sysctl={key}={value}" for key, value in platform.get("sysctls", {}).items()]
+    labels: dict[str, str] = platform.get("labels", {})
+    args += [f"--label={key}={value}" for key, value in labels.items()]
+    if CPU_SHARES_LABEL in labels:
+        args.append(f"--cpu-shares={int(labels[CPU_SHARES_LABEL])}")
     networks = networks_of([platform])
     if networks:
         args.append(f"--network={networks[0]}")
