@@ -90,9 +90,13 @@ class Step:
 class Cluster:
     """The cluster as the harness sees it: Ansible for the hosts, the load balancer URL for HTTP."""
 
-    def __init__(self, inventory: str, lb_url: str, api_hosts: list[str], worker_hosts: list[str]) -> None:
+    def __init__(
+        self, inventory: str, lb_url: str, api_hosts: list[str], worker_hosts: list[str], *, nice: int = 0
+    ) -> None:
         loadgen.check_loopback(lb_url)
         self.inventory = inventory
+        # Every Ansible run of the harness runs at this nice level: see --controller-nice.
+        self.nice = nice
         # More inventory sources, after the first (a new API host joins the `api` group this way).
         self.more_inventories: list[str] = []
         self.lb_url = lb_url.rstrip("/")
@@ -105,6 +109,10 @@ class Cluster:
 
     def inventory_args(self) -> list[str]:
         return [arg for source in [self.inventory, *self.more_inventories] for arg in ("-i", source)]
+
+    def command(self, program: str, *args: str) -> list[str]:
+        """``program`` (ansible or ansible-playbook) on the cluster's inventory, at the controller's nice level."""
+        return [*(["nice", "-n", str(self.nice)] if self.nice else []), program, *self.inventory_args(), *args]
 
     def add_api_host(self, host: str, path: Path) -> None:
         """Put ``host`` (in the inventory, in no group yet) into `api` for every later Ansible run."""
@@ -126,7 +134,7 @@ class Cluster:
 
     def adhoc(self, pattern: str, module: str, args: dict[str, Any], become_user: str = "") -> list[str]:
         """The command line of one ad-hoc module run."""
-        cmd = ["ansible", *self.inventory_args(), pattern, "-m", module, "-a", json.dumps(args)]
+        cmd = self.command("ansible", pattern, "-m", module, "-a", json.dumps(args))
         return cmd + (["--become", "--become-user", become_user] if become_user else [])
 
     @staticmethod
@@ -155,7 +163,7 @@ class Cluster:
         host -> changed count (0 everywhere when the rollout left exactly what the roles write)."""
         # Limited to the hosts it checks; site.yml reads the addresses of the hosts outside the limit
         # (the database and Redis hosts the app's environment names) itself.
-        cmd = ["ansible-playbook", *self.inventory_args(), "site.yml", "--check", "--limit", "lb:api:localhost"]
+        cmd = self.command("ansible-playbook", "site.yml", "--check", "--limit", "lb:api:localhost")
         cmd += ["-e", json.dumps({"api_release_version": version})]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)  # noqa: S603
         if log is not None:
@@ -408,6 +416,7 @@ class Harness:
             args.lb_url,
             [h for h in args.api_hosts.split(",") if h],
             [h for h in args.worker_hosts.split(",") if h],
+            nice=args.controller_nice,
         )
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.steps: list[Step] = []
@@ -439,15 +448,12 @@ class Harness:
         print("seeding export data:", self.cluster.psql(sql)[-60:], flush=True)
 
     def playbook(self, version: str, events: Path, log: Path, extra: dict[str, Any]) -> subprocess.Popen[bytes]:
-        # The controller runs at a lower CPU priority than the hosts: see --controller-nice.
-        cmd = [
-            *(["nice", "-n", str(self.args.controller_nice)] if self.args.controller_nice else []),
+        cmd = self.cluster.command(
             "ansible-playbook",
-            *self.cluster.inventory_args(),
             "rolling_update.yml",
             "-e",
             json.dumps({"tutormax_version": version, "rolling_update_events_file": str(events), **extra}),
-        ]
+        )
         env = dict(os.environ, ANSIBLE_FORCE_COLOR="false", NO_COLOR="1")
         print(f"  $ {' '.join(cmd)}  (log: {log})", flush=True)
         with log.open("wb") as out:
@@ -815,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         "--controller-nice",
         type=int,
         default=10,
-        help="nice level of rolling_update.yml's ansible-playbook: on one machine the containers (the hosts)"
+        help="nice level of every Ansible run of the harness: on one machine the containers (the hosts)"
         " and the controller share the CPU, in production the controller has its own; 0 = no change",
     )
     parser.add_argument("--samples", type=int, default=60, help="/health requests to see every instance's version")
