@@ -1,6 +1,6 @@
 # tutormax.cluster: every entry point a developer or CI needs.
 #   make up       the whole stack on local containers      make test   everything CI checks
-#   make down     remove the local cluster                 make lint   yamllint, ansible-lint, ruff
+#   make down     remove the local cluster                 make lint   yamllint, ansible-lint, ruff, sanity
 #   make status   show the local cluster                   make image  the offline test-host image
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -54,12 +54,17 @@ image: host-packages docker ## Build the offline Debian 12 systemd test-host ima
 
 # ---------------------------------------------------------------------------- checks
 .PHONY: lint
-lint: $(STAMP) ## yamllint, ansible-lint (production profile), ruff, mypy
+lint: $(STAMP) ## yamllint, ansible-lint (production profile), ruff, mypy, ansible-test sanity
 	yamllint --strict .
 	ansible-lint --profile production
 	ruff check .
 	ruff format --check .
 	mypy
+	scripts/sanity.sh
+
+.PHONY: sanity
+sanity: $(STAMP) ## ansible-test sanity on the built collection archive (validate-modules, pylint, ...)
+	scripts/sanity.sh
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## pytest: the collection's own unit tests (tests/)

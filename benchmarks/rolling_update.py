@@ -35,7 +35,6 @@ Ansible (the container connection of the local cluster or of a Molecule scenario
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import random
@@ -208,22 +207,22 @@ class Cluster:
                   PERFORM pg_sleep(0.25);
                 END LOOP;
                 COMMIT;
+                -- Let the updates that waited for the locks through before locking again.
+                PERFORM pg_sleep(1);
               END LOOP;
             END $$;"""
         cmd = self.adhoc(self.primary, "ansible.builtin.command", self.psql_args(sql, HOLDER), "postgres")
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
 
     def pools(self) -> dict[str, dict[str, list[str]]]:
-        """Per load balancer: the API hosts in service and the ones marked down (its upstream file)."""
-        out = self.ansible("lb", "ansible.builtin.slurp", {"src": "/etc/nginx/conf.d/tutormax-upstreams.conf"})
+        """Per load balancer: the API hosts in service and the ones marked down, read by the module the
+        playbook reads them with (tutormax.cluster.nginx_pool_info on its upstream file)."""
+        out = self.ansible("lb", "tutormax.cluster.nginx_pool_info", {})
         pools = {}
         for lb, result in out.items():
-            text = base64.b64decode(result.get("content", "")).decode().split("upstream tutormax_ws")[0]
-            servers = re.findall(r"server\s[^;#]*?( down)?;\s*#\s*(\S+)", text)
-            pools[lb] = {
-                "in_service": [name for down, name in servers if not down],
-                "down": [name for down, name in servers if down],
-            }
+            if result.get("failed") or "pool" not in result:
+                raise RuntimeError(f"nginx_pool_info on {lb} failed: {result.get('msg')}")
+            pools[lb] = {"in_service": list(result["pool"]["in_service"]), "down": list(result["pool"]["down"])}
         return pools
 
 
@@ -341,11 +340,13 @@ class ExportStream:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.holder: subprocess.Popen[bytes] | None = None
 
-    def _api_phase_over(self, planned: list[str]) -> bool:
+    def _time_to_start(self, planned: list[str]) -> bool:
+        """Exports start once the first API host is back (an API host is out of the pool for a few
+        seconds only, so the Celery phase follows the last one closely), or at the Celery phase."""
         events = loadgen.read_events(self.events)
         finished = {e["host"] for e in events if e.get("event") in ("returned", "failed")}
         phase4 = any(e.get("event", "").startswith("worker") for e in events)
-        return phase4 or (bool(planned) and set(planned) <= finished)
+        return phase4 or (bool(planned) and planned[0] in finished) or (not planned and bool(finished))
 
     def _celery_phase_over(self) -> bool:
         events = loadgen.read_events(self.events)
@@ -359,11 +360,11 @@ class ExportStream:
                 start = [e for e in loadgen.read_events(self.events) if e.get("event") == "start"]
                 if start:
                     planned = list(start[0].get("detail", {}).get("api", []))
-            if planned is not None and self._api_phase_over(planned):
+            if planned is not None and self._time_to_start(planned):
                 break
             time.sleep(0.3)
-        # Exports start a few seconds before the first worker stops, and keep coming until every
-        # Celery host is back (or `limit` were requested), so that one runs at every SIGTERM.
+        # Exports start well before the first worker stops, and keep coming until every Celery host
+        # is back (or `limit` were requested), so that one runs at every SIGTERM.
         if not self.stop.is_set() and self.hold > 0:
             self.holder = self.cluster.hold_running_exports(
                 self.hold, seconds=min(600, self.limit * self.interval + 30)

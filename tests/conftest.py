@@ -65,6 +65,16 @@ def load_module(name: str, path: Path) -> ModuleType:
     return module
 
 
+def collection_import(name: str) -> ModuleType:
+    """A Python file of the collection by its dotted path under the collection, such as
+    ``plugins.module_utils.nginx``, imported the way Ansible imports it
+    (``ansible_collections.tutormax.cluster.<name>``: collections/ links to the checkout)."""
+    collections = str(REPO / "collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
+    return importlib.import_module(f"ansible_collections.tutormax.cluster.{name}")
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

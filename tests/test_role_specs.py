@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,12 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks" / "main.yml").exists())
+# Every role: those with tasks, and tutormax (the shared values: defaults only).
+ROLES = sorted(
+    p.name for p in (REPO / "roles").iterdir() if (p / "tasks" / "main.yml").exists() or (p / "defaults").is_dir()
+)
+PREFIXES = {role: {"nginx_lb": "nginx_lb_"}.get(role, f"{role}_") for role in ROLES}
+JINJA = re.compile(r"{{.*?}}|{%.*?%}", re.S)
 
 
 def load(path: Path) -> Any:  # noqa: ANN401 - YAML is untyped
@@ -70,7 +76,7 @@ def test_spec_defaults_equal_role_defaults(role: str) -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_variables_carry_the_role_prefix(role: str) -> None:
-    prefix = {"nginx_lb": "nginx_lb_"}.get(role, f"{role}_")
+    prefix = PREFIXES[role]
     wrong = sorted(k for k in defaults(role) if not k.startswith(prefix))
     assert not wrong, f"{role}: variables without the {prefix} prefix: {wrong}"
 
@@ -94,3 +100,32 @@ def test_role_has_a_readme(role: str) -> None:
     text = readme.read_text()
     missing = [k for k in defaults(role) if k not in text]
     assert not missing, f"{role}: README does not mention {missing}"
+
+
+def role_files(role: str) -> list[Path]:
+    return sorted(p for p in (REPO / "roles" / role).rglob("*") if p.suffix in (".yml", ".j2") and p.is_file())
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if r != "tutormax"])
+def test_no_role_reads_another_roles_variables(role: str) -> None:
+    """A role reads its own variables, the shared tutormax_* values (role tutormax), groups and facts;
+    never another role's variables (in its templates, defaults, vars or tasks). Passing a value into a
+    role it includes is a YAML key, not a read, and is allowed."""
+    others = [PREFIXES[r] for r in ROLES if r not in (role, "tutormax")]
+    pattern = re.compile(r"(?<![\w.])(?:" + "|".join(map(re.escape, others)) + r")[a-z0-9_]+")
+    groups = {"redis_master", "redis_replica", "redis_sentinel", "celery_worker", "celery_beat"}
+    reads = [
+        f"{path.relative_to(REPO)}: {name}"
+        for path in role_files(role)
+        for expression in JINJA.findall(path.read_text())
+        for name in pattern.findall(expression)
+        if name not in groups
+    ]
+    assert not reads, f"{role} reads other roles' variables: {reads}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_no_role_reaches_into_the_collection_outside_its_directory(role: str) -> None:
+    """The app's source and version come from the lookup tutormax.cluster.app_source."""
+    escapes = [str(p.relative_to(REPO)) for p in role_files(role) if "/../../" in p.read_text()]
+    assert not escapes, f"{role} reaches outside its directory: {escapes}"

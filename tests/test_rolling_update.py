@@ -1,20 +1,18 @@
 """rolling_update.yml and its tooling.
 
 Without a cluster: the playbook refuses a missing version or a bad setting before it reaches any
-host; the drain probe sees exactly the connections that matter; the load generator counts every
-failure (non-2xx and connection errors alike), refuses non-loopback targets and plots the events.
-
-The probe's serve check, and the harness's reading of the workers' journals. The whole rolling
-update under load needs a cluster: `make test-rolling` (benchmarks/rolling_update.py).
+host; the load generator counts every failure (non-2xx and connection errors alike), refuses
+non-loopback targets and plots the events; the harness reads the workers' journals. The plugins
+the playbook runs have their own tests (test_release_plugins.py, test_rollout_plan.py,
+test_nginx_upstreams.py). The whole rolling update under load needs a cluster: `make
+test-rolling` (benchmarks/rolling_update.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +20,6 @@ from pathlib import Path
 import pytest
 from conftest import REPO, JsonHandler, load_module, serving
 
-probe = load_module("rolling_update_probe", REPO / "playbooks" / "files" / "rolling_update_probe.py")
 loadgen = load_module("loadgen", REPO / "benchmarks" / "loadgen.py")
 
 
@@ -91,83 +88,6 @@ def test_playbook_accepts_good_input_and_goes_on_to_the_hosts(tmp_path: Path) ->
     proc = _run_playbook(tmp_path, "-e", "tutormax_version=1.0.1", "-e", '{"rolling_update_serial": [1, "50%"]}')
     assert proc.returncode != 0
     assert "UNREACHABLE" in proc.stdout, proc.stdout[-2000:]
-
-
-# ------------------------------------------------------------------------------------ the drain probe
-def test_probe_reads_ipv4_and_ipv4_mapped_ipv6_addresses() -> None:
-    assert probe._address("0100007F") == "127.0.0.1"
-    assert probe._address("0500120A") == "10.18.0.5"
-    assert probe._address("0000000000000000FFFF00000500120A") == "10.18.0.5"
-    assert probe._address("00000000000000000000000001000000") == "::1"
-
-
-def test_probe_counts_only_established_connections_from_the_given_peers(tmp_path: Path) -> None:
-    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-    rows = [
-        "0: 0500120A:1F40 0300120A:A001 01 00000000:00000000 00:00000000 00000000 0 0 1",  # lb -> :8000 established
-        "1: 0500120A:1F40 0300120A:A002 06 00000000:00000000 00:00000000 00000000 0 0 2",  # lb, TIME_WAIT
-        "2: 0500120A:1F40 0900120A:A003 01 00000000:00000000 00:00000000 00000000 0 0 3",  # another peer
-        "3: 0500120A:1F41 0300120A:A004 01 00000000:00000000 00:00000000 00000000 0 0 4",  # another port
-        "4: 0100007F:1F40 0100007F:A005 01 00000000:00000000 00:00000000 00000000 0 0 5",  # loopback health check
-    ]
-    table = tmp_path / "tcp"
-    table.write_text(header + "\n".join(rows) + "\n")
-    assert probe.connections(8000, {"10.18.0.3"}, (str(table),)) == ["10.18.0.3:40961"]
-    assert probe.connections(8000, {"10.18.0.7"}, (str(table),)) == []
-
-
-def test_probe_waits_for_a_real_connection_to_close() -> None:
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    client = socket.create_connection(("127.0.0.1", port))
-    accepted, _ = server.accept()
-
-    def close() -> None:
-        client.close()
-        accepted.close()
-
-    threading.Timer(0.6, close).start()
-    result = probe.idle(port, 5, {"127.0.0.1"})
-    server.close()
-    assert result["at_start"] == 1
-    assert result["remaining"] == 0
-    assert not result["timed_out"]
-    assert 0.4 < result["waited_s"] < 3
-
-
-def test_probe_gives_up_after_the_timeout() -> None:
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    client = socket.create_connection(("127.0.0.1", port))
-    accepted, _ = server.accept()
-    try:
-        result = probe.idle(port, 0.5, {"127.0.0.1"})
-    finally:
-        client.close()
-        accepted.close()
-        server.close()
-    assert result["timed_out"]
-    assert result["remaining"] == 1
-
-
-class RoundRobin(JsonHandler):
-    """/health answered by instances a, b, c in turn (a load balancer in front of three hosts)."""
-
-    instances = ("a", "b", "c")
-    count = 0
-
-    def do_GET(self) -> None:
-        RoundRobin.count += 1
-        self.send_json(200, {"status": "healthy", "instance_id": self.instances[RoundRobin.count % 3]})
-
-
-@pytest.mark.parametrize(("instance", "tries", "seen"), [("c", 5, True), ("z", 4, False)])
-def test_probe_served_asks_the_load_balancer_until_the_instance_answers(instance: str, tries: int, seen: bool) -> None:
-    RoundRobin.count = 0
-    with serving(RoundRobin) as port:
-        result = probe.served(port, instance, tries)
-    assert result["seen"] is seen
-    assert result["requests"] == (2 if seen else tries)
 
 
 # ------------------------------------------------------------------------------------ the load generator

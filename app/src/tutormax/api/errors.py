@@ -44,11 +44,11 @@ def _detail(status: int, message: str, retry_after: bool = False) -> JSONRespons
     return JSONResponse({"detail": message}, status_code=status, headers=headers)
 
 
-async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+async def _not_found(_request: Request, exc: Exception) -> JSONResponse:
     return _detail(404, str(exc))
 
 
-async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+async def _conflict(_request: Request, exc: Exception) -> JSONResponse:
     return _detail(409, str(exc))
 
 
@@ -76,7 +76,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return await http_exception_handler(request, exc)
 
 
-async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
     return _detail(503, str(exc), retry_after=True)
 
 

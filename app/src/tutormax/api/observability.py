@@ -77,7 +77,7 @@ class ObservabilityMiddleware:
             LATENCY.labels(method, path).observe(time.perf_counter() - start)
 
 
-async def metrics_endpoint(_: Request) -> Response:
+async def metrics_endpoint(_request: Request) -> Response:
     """Prometheus exposition of this instance (all workers)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

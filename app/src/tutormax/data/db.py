@@ -123,7 +123,7 @@ class Database:
     @asynccontextmanager
     async def read(self, min_lsn: str | None = None) -> AsyncIterator[Conn]:
         """A connection for reading: the replica when it is usable and fresh enough, else the primary."""
-        async with self._read(min_lsn) as (conn, _):
+        async with self._read(min_lsn) as (conn, _on_replica):
             yield conn
 
     async def fetch_one(self, query: Callable[[Conn], Awaitable[T | None]], min_lsn: str | None = None) -> T | None:
@@ -153,13 +153,12 @@ class Database:
                     log.warning("replica unavailable, reading from the primary: %s", type(exc).__name__)
                     self._replica_down_until = time.monotonic() + self.REPLICA_BACKOFF_SECONDS
                     conn = None
+            on_replica = conn is not None
             if conn is None:
                 conn = await stack.enter_async_context(self._primary.connection(timeout=self._timeout))
-                note_read_source("primary")
-                yield conn, False
-            else:
-                note_read_source("replica")
-                yield conn, True
+            note_read_source("replica" if on_replica else "primary")
+            # One yield, the last statement: the exit stack's cleanup is all that follows it.
+            yield conn, on_replica
 
     async def commit_lsn(self, conn: Conn) -> str:
         """The primary's WAL position after a commit: a replica that replayed this far has the write."""

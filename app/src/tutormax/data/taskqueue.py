@@ -36,7 +36,7 @@ TIME_LIMITS: Final[dict[str, tuple[int, int]]] = {
 }
 #: The longest hard time limit. A worker's warm shutdown waits for running tasks, so the service
 #: manager's stop timeout (systemd TimeoutStopSec) must be larger than this.
-MAX_HARD_TIME_LIMIT: Final = max(hard for _, hard in TIME_LIMITS.values())
+MAX_HARD_TIME_LIMIT: Final = max(hard for _soft, hard in TIME_LIMITS.values())
 #: Unacknowledged messages come back after this long; it must exceed the longest task plus the
 #: longest retry countdown, or a slow task would run twice at once.
 VISIBILITY_TIMEOUT: Final = 3600

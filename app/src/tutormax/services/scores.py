@@ -47,7 +47,7 @@ async def compute_scores(r: Resources, day: dt.date) -> dict[str, object]:
         scores = [(row["tutor_id"], *score_from_totals(row)) for row in totals]
         if scores:
             await repo.store_scores(conn, day, scores)
-    await r.cache.invalidate(*(score_key(tutor_id) for tutor_id, _, _ in scores))
+    await r.cache.invalidate(*(score_key(tutor_id) for tutor_id, _score, _components in scores))
     for tutor_id, score, components in scores:
         event = TutorEvent(
             type="score",

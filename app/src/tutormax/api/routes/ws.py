@@ -103,7 +103,7 @@ async def websocket_events(ws: WebSocket) -> None:
         if initial is not None:
             await client.handle({"action": "subscribe", "tutor_id": int(initial) if initial.isdigit() else initial})
         tasks = [asyncio.create_task(client.pump()), asyncio.create_task(client.listen())]
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             exc = task.exception()
             if exc is not None and not isinstance(exc, WebSocketDisconnect):

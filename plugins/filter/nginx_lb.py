@@ -1,0 +1,61 @@
+# Copyright: TutorMax SRE team
+# Apache License 2.0 (see galaxy.yml)
+"""Filters of the nginx_lb role: the backends and what is wrong with them, worked out on the controller
+before anything changes. The same code (module_utils/nginx.py) as the nginx_upstreams module's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.tutormax.cluster.plugins.module_utils import nginx
+
+
+def _default_ipv4(variables: Any) -> str:  # noqa: ANN401 - a host's variables (lazy in Ansible)
+    try:
+        facts = variables["ansible_facts"]
+    except (KeyError, TypeError):
+        return ""
+    address = ((facts or {}).get("default_ipv4") or {}).get("address") if isinstance(facts, Mapping) else ""
+    return str(address or "")
+
+
+def nginx_lb_backends(
+    given: Iterable[Mapping[str, Any]] | None,
+    port: int = 8000,
+    hosts: Iterable[str] | None = None,
+    hostvars: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The backends (plugins/filter/nginx_lb_backends.yml documents it)."""
+    try:
+        port = int(port)
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"nginx_lb_backends: port must be a number (got {port!r})") from exc
+    given = list(given or [])
+    if any(not isinstance(b, Mapping) for b in given):
+        raise AnsibleFilterError(f"nginx_lb_backends: each backend must be a dict (got {given!r})")
+    hosts = list(hosts or [])
+    found = hostvars or {}
+    addresses = {} if given else {h: _default_ipv4(found[h]) if h in found else "" for h in hosts}
+    return list(nginx.backend_list(given, port, hosts, addresses))
+
+
+def nginx_lb_backend_problems(
+    backends: Iterable[Mapping[str, Any]],
+    state: Mapping[str, Any] | None = None,
+    group: str = "",
+    names: Mapping[str, str] | None = None,
+) -> list[str]:
+    """What is wrong (plugins/filter/nginx_lb_backend_problems.yml documents it)."""
+    if state is not None and not isinstance(state, Mapping):
+        return [f"{(names or nginx.ROLE_NAMES).get('state', 'state')} must be a dict of backend name to state"]
+    return list(nginx.problems(list(backends or []), state or {}, group, names or nginx.ROLE_NAMES))
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "nginx_lb_backends": nginx_lb_backends,
+            "nginx_lb_backend_problems": nginx_lb_backend_problems,
+        }
