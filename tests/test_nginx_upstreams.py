@@ -554,6 +554,7 @@ def test_role_builds_the_backends_from_the_group_hosts_facts(tmp_path: Path) -> 
                 },
             ],
             "vars_files": [
+                str(REPO / "roles" / "tutormax" / "defaults" / "main.yml"),
                 str(REPO / "roles" / "nginx_lb" / "defaults" / "main.yml"),
                 str(REPO / "roles" / "nginx_lb" / "vars" / "main.yml"),
             ],

@@ -25,7 +25,10 @@ import pytest
 from conftest import REPO, JsonHandler, collection_import, serving
 
 release = collection_import("plugins.module_utils.release")
-GROUP = grp.getgrgid(os.getegid()).gr_name
+# As root the switch gives the link and the release this group: one other than root's own, so a
+# link left root:root shows.
+GROUP = "nogroup" if os.geteuid() == 0 else grp.getgrgid(os.getegid()).gr_name
+GID = grp.getgrnam(GROUP).gr_gid
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -72,6 +75,10 @@ def host(tmp_path: Path) -> Iterator[dict[str, Any]]:
     make_release(root, "1.0.0", "aaaa-py3.11")
     make_release(root, "1.0.1", "aaaa-py3.11")
     (root / "current").symlink_to(root / "releases" / "1.0.0")
+    if os.geteuid() == 0:  # as app_release leaves them: link and releases root:GROUP
+        os.chown(root / "current", 0, GID, follow_symlinks=False)
+        for version in ("1.0.0", "1.0.1"):
+            os.chown(root / "releases" / version, 0, GID)
     env_file, unit = etc / "tutormax.env", etc / "systemd" / "system" / "tutormax-api.service"
     env_file.write_text("LOG_LEVEL=INFO\nDATABASE_URL=postgresql://tutormax:hunter2-secret@db/tutormax\n")
     env_file.chmod(0o640)
@@ -413,6 +420,10 @@ def test_release_switch_moves_files_and_current_restarts_and_passes_the_gate(hos
     assert result["restarted"] == ["tutormax-api.service"]
     assert result["health"]["passed"] is True
     assert list(host["staged"].iterdir()) == []
+    # The new link and the release belong to root and the group (what a second run checks).
+    link = (host["root"] / "current").lstat()
+    assert (link.st_uid, link.st_gid) == (os.geteuid(), GID)
+    assert (host["root"] / "releases" / "1.0.1").stat().st_gid == GID
 
 
 def test_release_switch_in_check_mode_changes_nothing_and_says_what_would(host: dict[str, Any], health: int) -> None:

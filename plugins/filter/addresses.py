@@ -8,21 +8,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.tutormax.cluster.plugins.module_utils.hosts import private_address as address_of
 
 
-def private_address(host: str, hostvars: Mapping[str, Any]) -> str:
+def private_address(host: str, hostvars: Mapping[str, Any], fallback: str | None = None) -> str:
     """The host's ``tutormax_private_address`` when the inventory sets one, else its default IPv4
-    address fact, else its name (a host whose facts were not gathered: resolved by name)."""
+    address fact, else ``fallback``: by default its name (a host whose facts were not gathered is then
+    resolved by name); '' where an address is required and its absence is checked."""
     try:
         variables = hostvars[host]
     except KeyError as exc:
         raise AnsibleFilterError(f"private_address: {host!r} is not an inventory host") from exc
-    given = variables.get("tutormax_private_address")
-    if given:
-        return str(given)
-    facts = variables.get("ansible_facts") or {}
-    address = (facts.get("default_ipv4") or {}).get("address")
-    return str(address) if address else str(host)
+    return str(address_of(variables, str(host) if fallback is None else str(fallback)))
 
 
 class FilterModule:

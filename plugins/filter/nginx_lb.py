@@ -10,15 +10,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.tutormax.cluster.plugins.module_utils import nginx
-
-
-def _default_ipv4(variables: Any) -> str:  # noqa: ANN401 - a host's variables (lazy in Ansible)
-    try:
-        facts = variables["ansible_facts"]
-    except (KeyError, TypeError):
-        return ""
-    address = ((facts or {}).get("default_ipv4") or {}).get("address") if isinstance(facts, Mapping) else ""
-    return str(address or "")
+from ansible_collections.tutormax.cluster.plugins.module_utils.hosts import private_address
 
 
 def nginx_lb_backends(
@@ -37,7 +29,8 @@ def nginx_lb_backends(
         raise AnsibleFilterError(f"nginx_lb_backends: each backend must be a dict (got {given!r})")
     hosts = list(hosts or [])
     found = hostvars or {}
-    addresses = {} if given else {h: _default_ipv4(found[h]) if h in found else "" for h in hosts}
+    # No fallback to the name: a backend without an address is a problem the preflight names.
+    addresses = {} if given else {h: str(private_address(found[h])) if h in found else "" for h in hosts}
     return list(nginx.backend_list(given, port, hosts, addresses))
 
 

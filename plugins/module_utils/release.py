@@ -371,7 +371,8 @@ def point_current(root: str, version: str, gid: int | None) -> bool:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(release)
         os.replace(tmp, link)
-    if gid is not None and os.geteuid() == 0 and not state["owner_ok"]:
+    # A new link is root:root: it gets the group too, like a link that was there with another owner.
+    if gid is not None and os.geteuid() == 0 and (not state["points"] or not state["owner_ok"]):
         os.chown(link, 0, gid, follow_symlinks=False)
         os.chown(release, 0, gid)
     return not state["points"] or not state["owner_ok"]
