@@ -15,15 +15,15 @@ Stdlib only: this runs on the hosts (Debian 12's python3) and on the controller 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from ansible.module_utils.urls import open_url
+from ansible_collections.tutormax.cluster.plugins.module_utils import release
 
 UPSTREAM_API = "tutormax_api"
 UPSTREAM_WS = "tutormax_ws"
@@ -243,7 +243,8 @@ def _split_address(address: str) -> tuple[str, int | None]:
     if address.startswith("unix:"):
         return address, None
     match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:]+)(?::(\d+))?|(.*)", address)
-    assert match is not None  # the last alternative takes anything
+    if match is None:  # the last alternative takes anything
+        raise ValueError(f"cannot read the address {address!r}")
     if match[1] is not None:
         return match[1], int(match[2]) if match[2] else 80
     if match[3] is not None:
@@ -354,7 +355,7 @@ def wait_ping(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> bool
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=2) as response:
+            with open_url(f"http://{host}:{port}/ping", timeout=2, use_proxy=False) as response:
                 if response.status == 200:
                     return True
         except OSError:
@@ -365,27 +366,16 @@ def wait_ping(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> bool
 
 
 def answered_by(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> str:
-    """The API instance that answered /health through the load balancer: the X-Instance-Id header
-    or the JSON instance_id, of any status (a 503 of a busy dependency still names its instance).
-    Otherwise "status <code>" or the error's name."""
-    try:
-        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=timeout) as response:
-            status, headers, body = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as exc:
-        status, headers, body = exc.code, exc.headers, exc.read()
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        return type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
-    except OSError as exc:
-        return type(exc).__name__
-    instance = headers.get("X-Instance-Id") if headers is not None else None
-    if not instance:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            data = {}
-        instance = data.get("instance_id") if isinstance(data, dict) else None
-    return str(instance) if instance else f"status {status}"
+    """The API instance that answered /health through the load balancer: its instance id (JSON or the
+    X-Instance-Id header), of any status (a 503 of a busy dependency still names its instance).
+    Otherwise "status <code>" or the error's name. The same request as the API's own health gate
+    (module_utils/release.py)."""
+    answer = release.health(port, host=host, timeout=timeout)
+    if answer.get("instance_id"):
+        return str(answer["instance_id"])
+    if answer.get("status"):
+        return f"status {answer['status']}"
+    return str(answer.get("error") or "no answer")
 
 
 def served(port: int, instance: str, tries: int, delay: float = 0.05, host: str = "127.0.0.1") -> dict[str, Any]:

@@ -157,6 +157,10 @@ def health(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> dict[str
             status, body, header = response.status, response.read(), response.headers.get("X-Instance-Id")
     except urllib.error.HTTPError as exc:
         status, body, header = exc.code, exc.read(), exc.headers.get("X-Instance-Id")
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        error = type(reason).__name__ if isinstance(reason, BaseException) else str(reason)
+        return {"status": 0, "version": None, "instance_id": None, "error": error}
     except OSError as exc:
         return {"status": 0, "version": None, "instance_id": None, "error": type(exc).__name__}
     try:
