@@ -103,3 +103,30 @@ def run_playbook(
         timeout=300,
         check=False,
     )
+
+
+def run_task(
+    tmp_path: Path, task: dict[str, Any], *flags: str, environment: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """One task on localhost (``connection: local``, this Python) by ansible-playbook from the checkout,
+    with ``environment`` for the task; returns the run and the task's result (the JSON callback's)."""
+    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False, "environment": environment or {},
+             "tasks": [{"name": "the task", **task}]}]  # fmt: skip
+    playbook = tmp_path / "task.json"
+    playbook.write_text(json.dumps(play))
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", str(playbook), *flags],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # The JSON document comes first; ansible.cfg's timing callbacks print after it.
+    document = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n") :])[0]
+    return proc, document["plays"][0]["tasks"][0]["hosts"]["localhost"]

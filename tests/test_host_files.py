@@ -14,37 +14,18 @@ import os
 import pwd
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import run_task
 
 OWNER = pwd.getpwuid(os.geteuid()).pw_name
 GROUP = grp.getgrgid(os.getegid()).gr_name
 
 
 def run(tmp_path: Path, args: dict[str, Any], *flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    play = [{"hosts": "localhost", "connection": "local", "gather_facts": False,
-             "tasks": [{"name": "files", "tutormax.cluster.host_files": args, "register": "out"}]}]  # fmt: skip
-    playbook = tmp_path / "play.json"
-    playbook.write_text(json.dumps(play))
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", str(playbook), *flags],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    document = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n") :])[0]
-    return proc, document["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_task(tmp_path, {"tutormax.cluster.host_files": args}, *flags)
 
 
 def spec(tmp_path: Path, text: str = "a = 1\n", mode: str = "0644") -> dict[str, Any]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, JsonHandler, collection_import, serving
+from conftest import JsonHandler, collection_import, run_task, serving
 
 release = collection_import("plugins.module_utils.release")
 # As root the switch gives the link and the release this group: one other than root's own, so a
@@ -126,35 +126,9 @@ def host(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def run_module(
     host: dict[str, Any], module: str, args: dict[str, Any], *flags: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """One task of ``module`` on localhost; returns the run and the task's result (JSON callback)."""
-    play = [
-        {
-            "hosts": "localhost",
-            "connection": "local",
-            "gather_facts": False,
-            "environment": {"PATH": host["path"], **(env or {})},
-            "tasks": [{"name": "the module", f"tutormax.cluster.{module}": args, "register": "out"}],
-        }
-    ]
-    playbook = host["tmp"] / "play.json"
-    playbook.write_text(json.dumps(play))
-    proc = subprocess.run(
-        ["ansible-playbook", "-i", "localhost,", str(playbook), *flags],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-            "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    # The JSON document comes first; ansible.cfg's timing callbacks print after it.
-    document = json.JSONDecoder().raw_decode(proc.stdout[proc.stdout.index("{\n") :])[0]
-    result: dict[str, Any] = document["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    return proc, result
+    """One task of ``module`` on localhost, the fake systemctl and journalctl first on PATH."""
+    environment = {"PATH": host["path"], **(env or {})}
+    return run_task(host["tmp"], {f"tutormax.cluster.{module}": args}, *flags, environment=environment)
 
 
 def switch_args(host: dict[str, Any], port: int, **more: Any) -> dict[str, Any]:  # noqa: ANN401

@@ -159,39 +159,36 @@ def main() -> None:
 
     changes: dict[str, list[str]] = {}
     diffs: list[dict[str, str]] = []
+
+    def converge(item: dict[str, Any], is_dir: bool) -> None:
+        try:
+            uid, gid = hf.ids(item["owner"], item["group"])
+        except hf.FileError:
+            if module.check_mode:  # the owner may be created by a task check mode only announced
+                changes[item["path"]] = ["created"]
+                return
+            raise
+        found = (hf.directory_changes if is_dir else hf.file_changes)(item, uid, gid)
+        if not found:
+            return
+        changes[item["path"]] = found
+        if is_dir:
+            before, after = "" if "created" in found else "(directory)\n", f"(directory {item['mode']})\n"
+        else:
+            before, after = hf.text_of(Path(item["path"])), item["content"]
+        diffs.append({"before_header": item["path"], "after_header": item["path"], "before": before, "after": after})
+        if module.check_mode:
+            return
+        if is_dir:
+            hf.make_directory(item, uid, gid)
+        else:
+            hf.write_file(item, uid, gid, found)
+
     try:
         for item in directories:
-            try:
-                uid, gid = hf.ids(item["owner"], item["group"])
-            except hf.FileError:
-                if module.check_mode:  # the owner may be created by a task check mode only announced
-                    changes[item["path"]] = ["created"]
-                    continue
-                raise
-            found = hf.directory_changes(item, uid, gid)
-            if found:
-                changes[item["path"]] = found
-                if not module.check_mode:
-                    hf.make_directory(item, uid, gid)
-                diffs.append({"before_header": item["path"], "after_header": item["path"],
-                              "before": "" if "created" in found else "(directory)\n",
-                              "after": f"(directory {item['owner']}:{item['group']} {item['mode']})\n"})  # fmt: skip
+            converge(item, is_dir=True)
         for item in files:
-            try:
-                uid, gid = hf.ids(item["owner"], item["group"])
-            except hf.FileError:
-                if module.check_mode:  # the owner may be created by a task check mode only announced
-                    changes[item["path"]] = ["created"]
-                    continue
-                raise
-            found = hf.file_changes(item, uid, gid)
-            if found:
-                changes[item["path"]] = found
-                if "content" in found or "created" in found:
-                    diffs.append({"before_header": item["path"], "after_header": item["path"],
-                                  "before": hf.text_of(Path(item["path"])), "after": item["content"]})  # fmt: skip
-                if not module.check_mode:
-                    hf.write_file(item, uid, gid, found)
+            converge(item, is_dir=False)
     except (hf.FileError, OSError) as exc:
         module.fail_json(msg=str(exc), changed=bool(changes), changed_paths=list(changes), changes=changes)
 
