@@ -59,6 +59,8 @@ RESULTS = loadgen.RESULTS
 BAD_SETTING = {"CACHE_TTL_SECONDS": "0"}
 EXPORT_END, EXPORT_DAYS = "2001-12-31", 365
 HOLDER = "rolling-update-export-holder"
+# The upstream file of the nginx_lb role, which tutormax.cluster.nginx_pool_info reads.
+UPSTREAMS = "/etc/nginx/conf.d/tutormax-upstreams.conf"
 
 
 @dataclass
@@ -217,7 +219,7 @@ class Cluster:
     def pools(self) -> dict[str, dict[str, list[str]]]:
         """Per load balancer: the API hosts in service and the ones marked down, read by the module the
         playbook reads them with (tutormax.cluster.nginx_pool_info on its upstream file)."""
-        out = self.ansible("lb", "tutormax.cluster.nginx_pool_info", {})
+        out = self.ansible("lb", "tutormax.cluster.nginx_pool_info", {"dest": UPSTREAMS})
         pools = {}
         for lb, result in out.items():
             if result.get("failed") or "pool" not in result:

@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"the second make up changed {figures['idempotent']['changed']} task(s)")
     if "rolling" not in skip:
         figures["rolling"] = rolling(stamp, args.rate)
-        if not figures["rolling"]["ok"]:
+        if not figures["rolling"]["report"]:
+            problems.append(f"benchmarks/rolling_update.py ended (rc {figures['rolling']['rc']}) without a report")
+        elif not figures["rolling"]["ok"]:
             problems.append(f"rolling update checks failed: {figures['rolling']['failed_checks']}")
 
     rows = []
