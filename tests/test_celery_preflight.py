@@ -23,7 +23,7 @@ UNREACHABLE = {
 
 
 def run_role(
-    tmp_path: Path, beat_group: list[str], beat_enabled: dict[str, bool] | None = None
+    tmp_path: Path, beat_group: list[str], beat_enabled: dict[str, bool] | None = None, play_hosts: str = ""
 ) -> subprocess.CompletedProcess[str]:
     # No app secrets: a run that gets past the beat check stops at app_release's secret check,
     # which names the first missing secret (still before any host is touched).
@@ -43,7 +43,7 @@ def run_role(
     play = [
         {
             "name": "Apply the celery role",
-            "hosts": "celery_worker:celery_beat",
+            "hosts": play_hosts or "celery_worker:celery_beat",
             "gather_facts": False,
             "roles": ["tutormax.cluster.celery"],
         }
@@ -70,7 +70,7 @@ def test_zero_or_two_beat_hosts_fail_the_preflight_naming_them(
     assert result.returncode != 0, out
     message = (
         "Exactly one host must run Celery beat (a second beat sends every scheduled task twice); "
-        f"the play has {count}: {named}. Put one host in the celery_beat group."
+        f"the inventory has {count}: {named}. Put one host in the celery_beat group."
     )
     assert message in out, out
     assert "UNREACHABLE" not in out, "a task past the preflight ran:\n" + out
@@ -86,3 +86,13 @@ def test_one_beat_host_passes_the_beat_check(tmp_path: Path) -> None:
     assert "Exactly one host must run Celery beat" not in out, out
     assert "app_release_database_password is missing, shorter than 16 characters or a placeholder" in out, out
     assert "UNREACHABLE" not in out, out
+
+
+def test_a_play_without_the_beat_host_passes_the_beat_check(tmp_path: Path) -> None:
+    """Under --limit (site.yml --check --limit lb:api on a host that also runs a worker) the beat
+    host is outside the play and still runs beat: the inventory's one beat host counts."""
+    result = run_role(tmp_path, [WORKERS[0]], play_hosts=WORKERS[1])
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out
+    assert "Exactly one host must run Celery beat" not in out, out
+    assert "app_release_database_password is missing" in out, out
