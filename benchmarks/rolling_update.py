@@ -160,16 +160,18 @@ class Cluster:
         return results
 
     def site_check_changes(self, version: str, log: Path | None = None) -> tuple[dict[str, int], list[str]]:
-        """`site.yml --check` on the load balancers and API hosts with the release they now run:
+        """`site.yml --check` on the load balancers, API and Celery hosts with the release they now run
+        (both roles told the version, as an operator re-running site.yml after a rollout must):
         host -> changed count (0 everywhere when the rollout left exactly what the roles write)."""
         # Limited to the hosts it checks; site.yml reads the addresses of the hosts outside the limit
         # (the database and Redis hosts the app's environment names) itself.
-        cmd = self.command("ansible-playbook", "site.yml", "--check", "--limit", "lb:api:localhost")
-        cmd += ["-e", json.dumps({"api_release_version": version})]
+        limit = "lb:api:celery_worker:celery_beat:localhost"
+        cmd = self.command("ansible-playbook", "site.yml", "--check", "--limit", limit)
+        cmd += ["-e", json.dumps({"api_release_version": version, "celery_release_version": version})]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False, timeout=900)  # noqa: S603
         if log is not None:
             log.write_text(proc.stdout + proc.stderr)
-        checked = set(self.lbs + self.api)
+        checked = set(self.lbs + self.api + self.workers)
         recap = re.findall(r"(?m)^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", proc.stdout)
         counts = {host: int(changed) for host, changed, _, _ in recap if host in checked}
         if proc.returncode != 0 or set(counts) != checked:
@@ -606,13 +608,14 @@ class Harness:
                     and all(new_host in p["in_service"] for p in pools.values()),
                     f"plan new {plan.get('new')}, order {drains}, pools {json.dumps(pools)}",
                 )
-            # The drain (one script per load balancer) and the switch (one script per API host) write
-            # the same files as the nginx_lb, api and app_release roles: site.yml must find nothing to do.
+            # The drain (tutormax.cluster.nginx_upstreams) and the switch (tutormax.cluster.release_switch)
+            # leave the same files as the nginx_lb, api, celery and app_release roles: site.yml must find
+            # nothing to do.
             changes, tasks = self.cluster.site_check_changes(
                 v1, RESULTS / f"rolling_update-{self.stamp}-site-check.log"
             )
             step.check(
-                f"site.yml --check with {v1} changes nothing on the load balancers and API hosts",
+                f"site.yml --check with {v1} changes nothing on the load balancers, API and Celery hosts",
                 not any(changes.values()),
                 f"changed per host: {changes}; {tasks}",
             )
