@@ -13,7 +13,7 @@ export NO_COLOR := 1
 export ANSIBLE_FORCE_COLOR := false
 export PY_COLORS := 0
 # Molecule scenarios run in this order; scenarios not named here run after them.
-SCENARIO_ORDER := common postgresql redis nginx_lb app cluster
+SCENARIO_ORDER := common postgresql redis nginx_lb cluster
 SCENARIOS ?= $(strip $(foreach s,$(SCENARIO_ORDER),$(wildcard molecule/$(s)/molecule.yml)) \
   $(filter-out $(foreach s,$(SCENARIO_ORDER),molecule/$(s)/molecule.yml),$(sort $(wildcard molecule/*/molecule.yml))))
 SCENARIO_NAMES := $(patsubst molecule/%/molecule.yml,%,$(SCENARIOS))

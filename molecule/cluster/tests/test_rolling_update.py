@@ -1,10 +1,11 @@
 """rolling_update.yml on the cluster scenario's hosts under steady load through the load balancer.
 
-Runs after test_cluster.py (file order). benchmarks/rolling_update.py does the work and the checks:
+Runs last (file order: test_api.py, test_celery.py, test_cluster.py, then this one), on 1.0.0 as
+converge and the side effect left the cluster. benchmarks/rolling_update.py does the work and the checks:
 an update to the next patch release with export tasks running while the workers restart, while a
 fourth API host that never ran the API joins the `api` group (it is deployed first, then put into
 the pool); then site.yml --check with that release must find nothing to change on the load
-balancers and API hosts; a release whose health gate fails (stops after the first host, which stays out of the
+balancers, API and Celery hosts; a release whose health gate fails (stops after the first host, which stays out of the
 pool), and the rollback to the release before it; each step under >= 100 requests/s with zero
 failed requests. Its figures go to benchmarks/results/ (JSON, one PNG per step) and are printed.
 """

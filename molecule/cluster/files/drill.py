@@ -1,4 +1,4 @@
-"""Drives the app scenario's Celery side effect through the API on the API host (stdlib only).
+"""Drives the cluster scenario's Celery side effect through the API on the API host (stdlib only).
 
 seed N              create N tutors with one session each and mark a third of them inactive
                     (churned): the churn training then has both kinds. Prints the ids as JSON.

@@ -1,8 +1,11 @@
-"""What the celery role leaves on the worker hosts, and what the side effect's tasks and drill showed.
+"""What the celery role leaves on the Celery hosts, and what the side effect's tasks and drill showed.
 
-side_effect_celery.yml sent an export through the API and the churn training from the API host, then
-stopped the worker that ran a second export while that export waited on a table lock, and saved
-what it saw in side_effect_celery.json (ephemeral directory).
+The Celery hosts: cluster-worker1 (with beat), cluster-worker2 and cluster-api3, which also runs the
+API. side_effect_celery.yml seeded tutors and sent the churn training from the first API host, then
+stopped the worker that ran an export while that export waited on a table lock (longer than the
+app's default statement timeout), and saved what it saw in side_effect_celery.json (ephemeral
+directory). An export through the load balancer with no lock, and every worker answering a ping
+by its name (playbooks/verify.yml), are test_cluster.py's.
 """
 
 from __future__ import annotations
@@ -17,16 +20,12 @@ import testinfra.utils.ansible_runner
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-WORKER_HOSTS = RUNNER.get_hosts("celery_worker")
+WORKER_HOSTS = sorted(RUNNER.get_hosts("celery_worker"))
 BEAT_HOSTS = RUNNER.get_hosts("celery_beat")
 testinfra_hosts = sorted(set(WORKER_HOSTS + BEAT_HOSTS))
 
 SIDE_EFFECT = json.loads((Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "side_effect_celery.json").read_text())
 TASKS, DRILL = SIDE_EFFECT["tasks"], SIDE_EFFECT["drill"]
-CELERY = (
-    "runuser -u tutormax -- bash -c 'set -a; . /etc/tutormax/tutormax.env; set +a; exec \"$@\"' - "
-    "/opt/tutormax/current/bin/python -m celery --app=tutormax.worker.app:app"
-)
 
 
 def unit_props(host, unit: str, *names: str) -> dict[str, str]:
@@ -41,12 +40,6 @@ def test_the_worker_instance_runs_as_tutormax_with_its_concurrency(host) -> None
     users = host.check_output(f"ps -o user= -p {main_pid} --ppid {main_pid}").split()
     # The main process and celery_worker_concurrency (2) pool processes.
     assert users == ["tutormax"] * 3
-
-
-def test_every_worker_answers_celery_inspect_ping(host) -> None:
-    replies = json.loads(host.check_output(f"{CELERY} inspect ping --json --timeout 5"))
-    assert sorted(replies) == sorted(f"worker1@{h}" for h in WORKER_HOSTS)
-    assert all(reply == {"ok": "pong"} for reply in replies.values())
 
 
 def test_beat_runs_on_the_beat_host_only(host) -> None:
@@ -79,13 +72,6 @@ def test_the_worker_sandbox_rates_1_1_or_better(host) -> None:
     assert exposure <= 1.1, report
 
 
-def test_an_export_requested_through_the_api_is_built_by_a_worker() -> None:
-    export = TASKS["export"]
-    assert export["status"] == "done", export
-    assert export["row_count"] == len(TASKS["seed"]["tutors"])
-    assert export["csv_rows"] == export["row_count"]
-
-
 def test_the_churn_model_trains_with_scikit_learn_inside_the_worker_sandbox() -> None:
     churn = TASKS["churn"]
     assert "'status': 'trained'" in churn, churn
@@ -102,9 +88,15 @@ def test_stopping_a_worker_lets_its_running_task_finish_first() -> None:
     assert DRILL["stopped"]["Result"] == "success", DRILL["stopped"]
     after = DRILL["export_after"]
     assert after["status"] == "done", after
-    assert after["csv_rows"] == after["row_count"] > 0
+    # Every tutor (the side effect's, on a cluster that had none), each a row of the download.
+    assert after["csv_rows"] == after["row_count"] == len(TASKS["seed"]["tutors"])
     finished = dt.datetime.fromisoformat(after["finished_at"]).timestamp()
     assert DRILL["lock_released_at"] <= finished <= DRILL["stopped_at"]
+    # The export waited on the lock longer than the app's default statement timeout (15 s) and still
+    # succeeded: the Celery hosts' raised timeout (host_vars) reached the worker that ran it.
+    created = dt.datetime.fromisoformat(after["created_at"]).timestamp()
+    assert DRILL["lock_released_at"] - DRILL["requested_by"] >= 20
+    assert finished - created > 15, (after["created_at"], after["finished_at"])
     log = "\n".join(DRILL["journal"])
     assert "Warm shutdown" in log, log
 
