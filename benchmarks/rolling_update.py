@@ -358,6 +358,13 @@ class ExportStream:
         return bool(self.cluster.workers) and set(self.cluster.workers) <= back
 
     def _run(self) -> None:
+        # The lock holder (an ad-hoc Ansible run on the primary) takes seconds to start, and the Celery
+        # phase now follows the API phase within seconds: start it with the step. It holds only
+        # exports that are running, and none runs before the first one is requested below.
+        if self.hold > 0:
+            self.holder = self.cluster.hold_running_exports(
+                self.hold, seconds=min(900, self.limit * self.interval + 300)
+            )
         planned: list[str] | None = None
         while not self.stop.is_set():
             if planned is None:
@@ -369,10 +376,6 @@ class ExportStream:
             time.sleep(0.3)
         # Exports start well before the first worker stops, and keep coming until every Celery host
         # is back (or `limit` were requested), so that one runs at every SIGTERM.
-        if not self.stop.is_set() and self.hold > 0:
-            self.holder = self.cluster.hold_running_exports(
-                self.hold, seconds=min(600, self.limit * self.interval + 30)
-            )
         while not self.stop.is_set() and len(self.ids) < self.limit and not self._celery_phase_over():
             try:
                 response = self.cluster.http.post(
