@@ -197,26 +197,29 @@ class Cluster:
             raise RuntimeError(f"journalctl on {host} failed: {result.get('stderr') or result.get('msg')}")
         return parse_warm_shutdowns(host, str(result.get("stdout", "")))
 
-    def hold_running_exports(self, hold: float, seconds: float) -> subprocess.Popen[bytes]:
-        """In the background, for ``seconds``: lock the rows of running exports, ``hold`` s at a time."""
+    def hold_running_exports(self, hold: float, seconds: float, log: Path) -> subprocess.Popen[bytes]:
+        """In the background, for ``seconds``: lock the rows of unfinished exports, ``hold`` s at a time.
+        Its Ansible output goes to ``log``."""
         sql = f"""
             DO $$
             DECLARE deadline timestamptz := clock_timestamp() + interval '{int(seconds)} seconds';
             BEGIN
               WHILE clock_timestamp() < deadline LOOP
-                -- Lock every export that starts running, as soon as it does (a quarter of a second),
-                -- and release them all every `hold` seconds.
+                -- Lock every export not yet done, as soon as it is requested (a quarter of a second),
+                -- and release them all every `hold` seconds: a task waits in its first or last UPDATE.
                 FOR i IN 1..greatest(1, ceil({float(hold)} / 0.25)::int) LOOP
-                  PERFORM 1 FROM exports WHERE status = 'running' FOR UPDATE;
+                  PERFORM 1 FROM exports WHERE status IN ('pending', 'running') FOR UPDATE;
                   PERFORM pg_sleep(0.25);
                 END LOOP;
                 COMMIT;
-                -- Let the updates that waited for the locks through before locking again.
-                PERFORM pg_sleep(1);
+                -- The updates that waited for the locks go through at once. Lock again soon: with a
+                -- longer pause (1 s) the queue drained in it, and half the workers were idle at their SIGTERM.
+                PERFORM pg_sleep(0.1);
               END LOOP;
             END $$;"""
         cmd = self.adhoc(self.primary, "ansible.builtin.command", self.psql_args(sql, HOLDER), "postgres")
-        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        with log.open("wb") as out:
+            return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
 
     def pools(self) -> dict[str, dict[str, list[str]]]:
         """Per load balancer: the API hosts in service and the ones marked down, read by the module the
@@ -330,9 +333,12 @@ class ExportStream:
     """Export tasks that run for seconds while the workers restart, followed to their end.
 
     An export of the app takes well under a second here. So that one is surely running when a worker
-    gets SIGTERM, a session on the primary holds the row of every running export (SELECT ... FOR
-    UPDATE, released every ``hold`` seconds): the task's final UPDATE waits for it, inside the worker,
-    like a slow query would. ``hold`` stays below the app's statement timeout (15 s).
+    gets SIGTERM, a session on the primary holds the row of every export not yet done (SELECT ... FOR
+    UPDATE, released every ``hold`` seconds): the task's first UPDATE (to `running`) or its last (to
+    `done`) waits for it, inside the worker, like a slow query would. Requests come faster than the
+    held workers finish, so every worker is busy at its SIGTERM. (Holding only running rows let an
+    export that took a quarter of a second slip through: in two CI runs no worker had a task at its
+    SIGTERM.) ``hold`` stays below the app's statement timeout (15 s).
     """
 
     def __init__(self, cluster: Cluster, events: Path, interval: float, limit: int, hold: float) -> None:
@@ -343,6 +349,10 @@ class ExportStream:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.holder: subprocess.Popen[bytes] | None = None
+        self.holder_log = events.with_name(events.name.replace(".events.jsonl", "") + ".holder.log")
+        #: Whether the lock holder's session was still there when the workers were back, and its exit
+        #: status then (None: still running, as it should be).
+        self.holder_state: dict[str, Any] = {}
 
     def _time_to_start(self, planned: list[str]) -> bool:
         """Exports start once the first API host is back (an API host is out of the pool for a few
@@ -360,10 +370,10 @@ class ExportStream:
     def _run(self) -> None:
         # The lock holder (an ad-hoc Ansible run on the primary) takes seconds to start, and the Celery
         # phase now follows the API phase within seconds: start it with the step. It holds only
-        # exports that are running, and none runs before the first one is requested below.
+        # exports not yet done, and there are none before the first one is requested below.
         if self.hold > 0:
             self.holder = self.cluster.hold_running_exports(
-                self.hold, seconds=min(900, self.limit * self.interval + 300)
+                self.hold, seconds=min(900, self.limit * self.interval + 300), log=self.holder_log
             )
         planned: list[str] | None = None
         while not self.stop.is_set():
@@ -395,9 +405,10 @@ class ExportStream:
         # The workers are back: end the lock holder first (by its session's name; killing the local
         # ansible process would leave the backend running), so that the queue drains at full speed.
         if self.holder is not None:
-            self.cluster.psql(
+            ended = self.cluster.psql(
                 f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{HOLDER}'"  # noqa: S608
             )
+            self.holder_state = {"sessions": ended.strip(), "rc": self.holder.poll(), "log": str(self.holder_log)}
             self.holder.kill()
         return self._follow({}, deadline)
 
@@ -641,14 +652,15 @@ class Harness:
         lost = [x for x in through if states.get(x["export_id"], {}).get("status") not in (None, "done")]
         unclean = [f"{d['host']} {d['unit']}: {d['ended']}" for d in shutdowns if d["ended"] != "clean"]
         step.figures["exports"] = {"requested": len(stream.ids), "by_status": dict(by_status),
-                                   "warm_shutdowns": shutdowns}  # fmt: skip
+                                   "warm_shutdowns": shutdowns, "lock_holder": stream.holder_state}  # fmt: skip
         step.check(
             "tasks running when a worker got SIGTERM finished before it stopped (warm shutdown, none killed)",
             bool(through) and not lost and not unclean and len(shutdowns) >= len(self.cluster.workers),
             f"{len(shutdowns)} warm shutdown(s); {len(through)} task(s) finished after SIGTERM "
             f"({', '.join(finished) or 'none'})"
             + (f"; not done: {lost}" if lost else "")
-            + (f"; not clean: {unclean}" if unclean else ""),
+            + (f"; not clean: {unclean}" if unclean else "")
+            + (f"; lock holder at the end: {stream.holder_state}" if not through else ""),
         )
 
     def step_fail(self, v1: str, v2: str) -> str:
