@@ -10,7 +10,13 @@ from urllib.parse import unquote
 import pytest
 
 from harness import APP_SRC
-from tutormax.data.taskqueue import MAX_HARD_TIME_LIMIT, TIME_LIMITS, VISIBILITY_TIMEOUT, celery_config
+from tutormax.data.taskqueue import (
+    FAILOVER_RETRY,
+    MAX_HARD_TIME_LIMIT,
+    TIME_LIMITS,
+    VISIBILITY_TIMEOUT,
+    celery_config,
+)
 from tutormax.settings import Settings, SettingsError, load_settings
 
 BASE = {
@@ -103,6 +109,30 @@ def test_celery_urls_are_derived_for_sentinel_with_acl_user_and_transport_option
     assert conf["task_acks_late"] is True
     assert conf["task_reject_on_worker_lost"] is True
     assert conf["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT > MAX_HARD_TIME_LIMIT
+
+
+def _retry_window(policy: dict[str, float]) -> float:
+    """Seconds a kombu retry policy keeps trying: the sum of its waits."""
+    waits = [policy["interval_start"] + i * policy["interval_step"] for i in range(int(policy["max_retries"]))]
+    return sum(min(w, policy["interval_max"]) for w in waits)
+
+
+def test_celery_retries_outlast_a_sentinel_failover(env: dict[str, str]) -> None:
+    # The redis role's Sentinels declare a master down after 3 s (redis_sentinel_down_after_ms) and
+    # promote a replica within about a second; the new master refuses writes until a replica follows
+    # it. Sends (the API's, beat's), broker connections and result writes keep trying for longer.
+    conf = celery_config(load_settings())
+    policies = {
+        "publish": conf["task_publish_retry_policy"],
+        "broker connection": conf["broker_transport_options"],
+        "result backend": conf["result_backend_transport_options"]["retry_policy"],
+    }
+    for what, policy in policies.items():
+        assert _retry_window(policy) >= 3 + 5, f"{what}: {_retry_window(policy):.1f} s"
+    assert _retry_window(FAILOVER_RETRY) == pytest.approx(12.0)
+    # An error reply of the broker (NOREPLICAS, READONLY, UNBLOCKED) reconnects instead of ending the worker.
+    assert conf["broker_channel_error_retry"] is True
+    assert conf["broker_connection_max_retries"] is None
 
 
 def test_celery_urls_follow_plain_redis_url(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,6 +66,15 @@ def test_a_stop_waits_longer_than_the_longest_task_may_run(host) -> None:
     assert int(minutes or 0) * 60 + int(seconds or 0) > longest
 
 
+def test_the_units_restart_on_any_exit_systemd_did_not_ask_for(host) -> None:
+    # Celery ends with status 0 on an error it deems unrecoverable: on-failure would leave it dead.
+    units = ["tutormax-worker@1"] + (["tutormax-beat"] if host.backend.get_hostname() in BEAT_HOSTS else [])
+    for unit in units:
+        props = unit_props(host, unit, "Restart", "RestartPreventExitStatus")
+        assert props["Restart"] == "always", unit
+        assert props["RestartPreventExitStatus"] == "2", unit  # a configuration error: a restart cannot fix it
+
+
 def test_the_worker_sandbox_rates_1_1_or_better(host) -> None:
     report = host.check_output("systemd-analyze security --no-pager tutormax-worker@1.service")
     exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", report).group(1))

@@ -9,10 +9,15 @@ Sentinels' own password (``sentinel_kwargs``), as kombu and Celery's SentinelBac
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+import uuid
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from celery import Celery
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import RedisError
 
 from tutormax.settings import Settings
 
@@ -41,7 +46,15 @@ MAX_HARD_TIME_LIMIT: Final = max(hard for _soft, hard in TIME_LIMITS.values())
 #: longest retry countdown, or a slow task would run twice at once.
 VISIBILITY_TIMEOUT: Final = 3600
 
-_FAST_RETRY = {"max_retries": 5, "interval_start": 0, "interval_step": 0.2, "interval_max": 1.0}
+#: Retries that outlast a Sentinel failover: the Sentinels declare the master down after
+#: ``down-after-milliseconds`` (the redis role's default: 3 s) and promote a replica about a second
+#: later; the new master may refuse writes (NOREPLICAS) until its replicas follow it. 0 s, then
+#: 0.2 s steps up to 1 s, 15 times: about 12 s before a send or a result write gives up.
+FAILOVER_RETRY: Final = {"max_retries": 15, "interval_start": 0, "interval_step": 0.2, "interval_max": 1.0}
+#: How long the API keeps trying to send a task before it answers 503 (see TaskQueue.enqueue).
+ENQUEUE_RETRY_SECONDS: Final = 12.0
+
+log = logging.getLogger(__name__)
 
 
 def _is_sentinel(url: str) -> bool:
@@ -62,9 +75,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "visibility_timeout": VISIBILITY_TIMEOUT,
         "socket_connect_timeout": 2,
         "health_check_interval": 10,
-        **_FAST_RETRY,
+        **FAILOVER_RETRY,
     }
-    backend_options: dict[str, Any] = {"retry_policy": dict(_FAST_RETRY, max_retries=10)}
+    backend_options: dict[str, Any] = {"retry_policy": dict(FAILOVER_RETRY)}
     if _is_sentinel(broker):
         broker_options.update(_sentinel_options(settings))
     if _is_sentinel(backend):
@@ -76,6 +89,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend_transport_options": backend_options,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
+        # An error reply from the broker (NOREPLICAS from a new master whose replicas have not yet
+        # followed it, READONLY or UNBLOCKED from a demoted one) makes the consumer reconnect through
+        # the Sentinels instead of ending the worker ("Unrecoverable error", exit status 0).
+        "broker_channel_error_retry": True,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -88,7 +105,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_track_started": True,
         "result_expires": 24 * 3600,
         "task_publish_retry": True,
-        "task_publish_retry_policy": _FAST_RETRY,
+        "task_publish_retry_policy": FAILOVER_RETRY,
         "worker_concurrency": settings.celery_worker_concurrency,
         "beat_schedule_filename": settings.celery_beat_schedule_file,
         "task_annotations": {
@@ -107,17 +124,36 @@ def create_celery(settings: Settings) -> Celery:
 class TaskQueue:
     """Enqueue tasks by name from async code (the API never imports the task functions)."""
 
-    def __init__(self, celery: Celery) -> None:
+    def __init__(self, celery: Celery, retry_seconds: float = ENQUEUE_RETRY_SECONDS) -> None:
         self._celery = celery
+        self._retry_seconds = retry_seconds
 
     async def enqueue(self, name: str, *args: Any) -> str:
-        """Send a task; returns its id. Raises kombu/redis errors when the broker stays unreachable."""
+        """Send a task; returns its id. Raises kombu/redis errors when the broker stays unreachable
+        for ``retry_seconds``.
+
+        kombu's own retries end early on a Redis failover: its Redis transport connects lazily, so
+        "reconnected" comes at once and the next refusal (the dead master, named by the Sentinels
+        until they promote a replica) is raised. Sends are retried here until the window is over,
+        under one task id: a send that reached the broker before its error was raised runs once.
+        """
+        task_id = str(uuid.uuid4())
 
         def send() -> str:
-            result = self._celery.send_task(name, args=list(args))
+            result = self._celery.send_task(name, args=list(args), task_id=task_id)
             return str(result.id)
 
-        return await asyncio.to_thread(send)
+        deadline = time.monotonic() + self._retry_seconds
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(send)
+            except (KombuOperationalError, RedisError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("the task queue refused %s (%s); retrying in %.1f s", name, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     def close(self) -> None:
         """Release the producer's broker connections."""
