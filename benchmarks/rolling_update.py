@@ -197,7 +197,7 @@ class Cluster:
             raise RuntimeError(f"journalctl on {host} failed: {result.get('stderr') or result.get('msg')}")
         return parse_warm_shutdowns(host, str(result.get("stdout", "")))
 
-    def hold_running_exports(self, hold: float, seconds: float, log: Path) -> subprocess.Popen[bytes]:
+    def hold_unfinished_exports(self, hold: float, seconds: float, log: Path) -> subprocess.Popen[bytes]:
         """In the background, for ``seconds``: lock the rows of unfinished exports, ``hold`` s at a time.
         Its Ansible output goes to ``log``."""
         sql = f"""
@@ -372,7 +372,7 @@ class ExportStream:
         # phase now follows the API phase within seconds: start it with the step. It holds only
         # exports not yet done, and there are none before the first one is requested below.
         if self.hold > 0:
-            self.holder = self.cluster.hold_running_exports(
+            self.holder = self.cluster.hold_unfinished_exports(
                 self.hold, seconds=min(900, self.limit * self.interval + 300), log=self.holder_log
             )
         planned: list[str] | None = None

@@ -8,31 +8,16 @@ import os
 import subprocess
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
-import yaml
+from cluster_hosts import REPO, secret, sh
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 LB_TLS = os.environ.get("TUTORMAX_CLUSTER_LB_TLS", "https://127.0.0.1:18443")
 API_HOSTS = ["cluster-api1", "cluster-api2", "cluster-api3"]
-REPO = Path(__file__).resolve().parents[3]
-SECRETS = REPO / "inventories" / "local" / "group_vars" / "all" / "secrets.yml"
-
-
-def secret(name: str) -> str:
-    return str(yaml.safe_load(SECRETS.read_text())[name])
-
-
-def sh(host: str, *argv: str, env: dict[str, str] | None = None) -> str:
-    """Run a command in one of the cluster's containers and return its output."""
-    envs = [x for k, v in (env or {}).items() for x in ("-e", f"{k}={v}")]
-    done = subprocess.run(["docker", "exec", *envs, host, *argv], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, f"{host}: {argv}: {done.stderr}"
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

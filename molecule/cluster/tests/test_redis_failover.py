@@ -16,16 +16,13 @@ import re
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-import yaml
+from cluster_hosts import REPO, secret, sh
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
-REPO = Path(__file__).resolve().parents[3]
-SECRETS = REPO / "inventories" / "local" / "group_vars" / "all" / "secrets.yml"
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 REDIS_HOSTS = sorted(RUNNER.get_hosts("redis"))
@@ -38,31 +35,12 @@ WORKERS_BACK_WITHIN_S = 30
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def secret(name: str) -> str:
-    return str(yaml.safe_load(SECRETS.read_text())[name])
-
-
-def sh(host: str, script: str, *, env: dict[str, str] | None = None, check: bool = True) -> str:
-    """Run a bash script in one of the cluster's containers; secrets go in through ``env`` (docker
-    exec -e names only: the values come from this process's environment, not its command line)."""
-    names = [x for k in (env or {}) for x in ("-e", k)]
-    done = subprocess.run(
-        ["docker", "exec", *names, host, "bash", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if check:
-        assert done.returncode == 0, f"{host}: {script}: {done.stderr}"
-    return done.stdout
-
-
 def sentinel_master(host: str) -> str:
     """The master's address as the Sentinel on ``host`` names it ('' when it does not answer)."""
     out = sh(
         host,
+        "bash",
+        "-c",
         f"redis-cli --no-auth-warning -p 26379 SENTINEL get-master-addr-by-name {MASTER_NAME} | head -n 1",
         env={"REDISCLI_AUTH": secret("vault_redis_sentinel_password")},
         check=False,
@@ -71,7 +49,7 @@ def sentinel_master(host: str) -> str:
 
 
 def address_of(host: str) -> str:
-    return sh(host, "hostname -I").split()[0]
+    return sh(host, "hostname", "-I").split()[0]
 
 
 def worker_names() -> list[str]:
@@ -82,6 +60,8 @@ def ping_workers(via: str) -> set[str]:
     """The worker names that answer a Celery ping through the broker (run on a Celery host)."""
     out = sh(
         via,
+        "bash",
+        "-c",
         "set -a; . /etc/tutormax/tutormax.env; set +a; "
         "exec /opt/tutormax/current/bin/python -m celery --app=tutormax.worker.app:app "
         f"inspect ping --timeout 2 --json --destination {','.join(worker_names())} 2>/dev/null",
@@ -94,7 +74,7 @@ def ping_workers(via: str) -> set[str]:
 
 
 def unit_state(host: str, unit: str) -> dict[str, str]:
-    out = sh(host, f"systemctl show -p ActiveState -p NRestarts -p MainPID {unit}")
+    out = sh(host, "systemctl", "show", "-p", "ActiveState", "-p", "NRestarts", "-p", "MainPID", unit)
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
@@ -172,10 +152,10 @@ def test_celery_and_the_api_follow_a_redis_master_killed_under_exports() -> None
     figures: dict[str, object] = {"old_master": old_host}
     try:
         time.sleep(5)  # exports before the failover
-        sh(old_host, f"mkdir -p {os.path.dirname(DROPIN)} && printf '[Service]\\nRestart=no\\n' > {DROPIN}"
-                     " && systemctl daemon-reload")  # fmt: skip
+        keep_down = f"mkdir -p {os.path.dirname(DROPIN)} && printf '[Service]\\nRestart=no\\n' > {DROPIN}"
+        sh(old_host, "bash", "-c", f"{keep_down} && systemctl daemon-reload")
         killed = time.time()
-        sh(old_host, "systemctl kill --signal=SIGKILL redis-server")
+        sh(old_host, "systemctl", "kill", "--signal=SIGKILL", "redis-server")
         new = ""
         while time.time() - killed < 60:
             new = sentinel_master(sentinels[0])
@@ -200,8 +180,8 @@ def test_celery_and_the_api_follow_a_redis_master_killed_under_exports() -> None
         stream.stop.set()
         stream.thread.join(timeout=120)
         # The old master comes back and follows the new one (the Sentinels reconfigure it).
-        sh(old_host, f"rm -f {DROPIN} && systemctl daemon-reload && systemctl reset-failed redis-server;"
-                     " systemctl start redis-server")  # fmt: skip
+        revive = f"rm -f {DROPIN} && systemctl daemon-reload && systemctl reset-failed redis-server"
+        sh(old_host, "bash", "-c", f"{revive}; systemctl start redis-server")
 
     states = stream.follow(timeout=180)
     refused = [(round(t - killed, 1), status, ref) for t, status, ref in stream.sent if status != 202]

@@ -1,0 +1,35 @@
+"""What the cluster scenario's tests share: the local secrets and commands in the hosts' containers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+SECRETS = REPO / "inventories" / "local" / "group_vars" / "all" / "secrets.yml"
+
+
+def secret(name: str) -> str:
+    """A value of the local cluster's secrets file."""
+    return str(yaml.safe_load(SECRETS.read_text())[name])
+
+
+def sh(host: str, *argv: str, env: dict[str, str] | None = None, check: bool = True) -> str:
+    """Run a command in one of the cluster's containers and return its output. ``env`` reaches the
+    command by name only (`docker exec -e NAME`, the value from this process's environment), so no
+    secret is on a command line."""
+    names = [x for k in (env or {}) for x in ("-e", k)]
+    done = subprocess.run(
+        ["docker", "exec", *names, host, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if check:
+        assert done.returncode == 0, f"{host}: {argv}: {done.stderr}"
+    return done.stdout
