@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -334,7 +335,13 @@ def test_release_info_reports_releases_current_units_and_health(host: dict[str, 
     assert result["installed"] == ["1.0.0", "1.0.1"]
     assert result["version_installed"] is True
     assert result["current"] == "1.0.0"
-    assert result["units"]["tutormax-api.service"] == {"active": "active", "pid": host["pid"], "releases": ["1.0.0"]}
+    unit = result["units"]["tutormax-api.service"]
+    assert {k: unit[k] for k in ("active", "pid", "releases")} == {
+        "active": "active",
+        "pid": host["pid"],
+        "releases": ["1.0.0"],
+    }
+    assert abs(unit["started"] - time.time()) < 60  # the fixture's process started moments ago
     assert result["stale"] == []
     assert result["health"] == {"status": 200, "version": "1.0.1", "instance_id": "api1"}
 
@@ -345,6 +352,26 @@ def test_release_info_names_the_units_that_run_another_release_than_current(host
     proc, result = run_module(host, "release_info", {"root": str(host["root"]), "units": ["tutormax-api.service"]})
     assert proc.returncode == 0
     assert result["stale"] == ["tutormax-api.service"]
+
+
+def test_release_info_names_the_units_that_started_before_their_environment_changed(host: dict[str, Any]) -> None:
+    args = {"root": str(host["root"]), "units": ["tutormax-api.service"], "config_files": [str(host["env_file"])]}
+    proc, result = run_module(host, "release_info", args)
+    assert proc.returncode == 0
+    assert result["stale"] == []  # the file was written before the process started
+    later = time.time() + 5
+    os.utime(host["env_file"], (later, later))
+    proc, result = run_module(host, "release_info", args)
+    assert proc.returncode == 0
+    assert result["stale"] == ["tutormax-api.service"]
+    args["config_files"] = [str(host["tmp"] / "missing.env")]
+    assert run_module(host, "release_info", args)[1]["stale"] == []
+
+
+def test_process_started_reads_proc_and_is_0_for_no_process() -> None:
+    assert abs(release.process_started(os.getpid()) - time.time()) < 24 * 3600
+    assert release.process_started(2**22 + 12345) == 0.0
+    assert release.stale_units({"u": {"pid": 5, "started": 0.0, "releases": []}}, "1.0.0", time.time()) == []
 
 
 def test_release_info_health_gate_fails_with_the_last_answer(host: dict[str, Any], health: int) -> None:

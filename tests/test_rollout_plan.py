@@ -197,3 +197,48 @@ def test_post_check_rows_and_report() -> None:
     lines = rollout.rollout_report(rows, "1.0.1")
     assert [line.split()[0] for line in lines] == ["OK", "FAIL", "OK"]
     assert lines[1].endswith("not running")
+
+
+# ------------------------------------------------------------------ site.yml: release and restarts
+def test_site_keeps_the_release_every_app_host_runs() -> None:
+    r = rollout.release_to_deploy({"api1": "1.0.1", "api2": "1.0.1", "worker1": "1.0.1"}, "", "1.0.0")
+    assert (r["version"], r["from"], r["mixed"]) == ("1.0.1", "running", False)
+
+
+def test_site_deploys_the_shipped_source_on_a_first_deployment_and_keeps_new_hosts_on_the_running_release() -> None:
+    assert rollout.release_to_deploy({"api1": "", "worker1": ""}, "", "1.0.0")["version"] == "1.0.0"
+    r = rollout.release_to_deploy({"api1": "1.0.1", "api4": ""}, "", "1.0.0")
+    assert (r["version"], r["new"]) == ("1.0.1", ["api4"])
+
+
+def test_site_refuses_mixed_releases_naming_hosts_and_the_command() -> None:
+    r = rollout.release_to_deploy({"api1": "1.0.0", "api2": "1.0.1", "worker1": "1.0.1"}, "", "1.0.0")
+    assert r["mixed"] is True
+    assert r["version"] == ""
+    assert r["summary"] == "1.0.0 on api1; 1.0.1 on api2, worker1"
+    assert r["converge"] == "ansible-playbook rolling_update.yml -e tutormax_version=1.0.1"
+    asked = rollout.release_to_deploy({"api1": "1.0.0", "api2": "1.0.1"}, "1.0.2", "1.0.0")
+    assert (asked["version"], asked["from"]) == ("1.0.2", "asked")
+
+
+def test_site_refuses_a_bad_asked_version() -> None:
+    with pytest.raises(AnsibleFilterError, match="tutormax_version"):
+        rollout.release_to_deploy({}, "latest", "1.0.0")
+
+
+def test_restart_plan_takes_only_the_pending_hosts_in_order_beat_last_and_stages_nothing() -> None:
+    p = rollout.restart_plan(["api3", "api1"], "1.0.1", API)
+    assert p["plays"]["api"] == ["api1", "api3"]
+    assert p["api_current"] == {"api1": "1.0.1", "api3": "1.0.1"}
+    assert (p["out_of_pool"], p["staged"], p["celery_restart"]) == ([], False, "always")
+    c = rollout.restart_plan(["worker1", "worker2"], "1.0.1", [], celery=CELERY, beat=["worker1"])
+    assert c["plays"]["celery"] == ["worker2", "worker1"]
+    assert c["plays"]["api"] == []
+    assert rollout.restart_plan(["api1"], "1.0.1", API, check_mode=True)["plays"] == {"api": [], "celery": []}
+    # The pool a drain writes: the batch only (site.yml puts every API host into the pool).
+    assert rollout.rollout_pool_down(p, [], ["api1"]) == ["api1"]
+
+
+def test_rollout_plan_stages_and_restarts_changed_units_unless_forced() -> None:
+    assert (plan()["staged"], plan()["celery_restart"]) == (True, "changed")
+    assert plan(force=True)["celery_restart"] == "always"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from conftest import run_migrate
+from conftest import migrate_env, run_migrate
 from harness import APP_SRC, Stack
 
 TABLES = {
@@ -50,6 +50,25 @@ def test_upgrade_head_from_empty_database_then_downgrade_and_upgrade_again(stack
 
     assert run_migrate(url).returncode == 0
     assert _revision(url) == "0001"
+
+
+def test_database_url_from_stdin_keeps_it_off_the_command_line_and_the_environment(stack: Stack) -> None:
+    # How the deployment runs it (roles/app_release/tasks/migrate.yml): the URL on stdin, none in
+    # the environment. Without the option the same environment fails with status 2.
+    url = stack.pg.create_database("migrate_stdin")
+    env = {k: v for k, v in migrate_env(url).items() if k != "DATABASE_URL"}
+    argv = [sys.executable, "-m", "tutormax", "migrate"]
+    bare = subprocess.run(argv, env=env, input=url + "\n", capture_output=True, text=True, timeout=120, check=False)
+    assert bare.returncode == 2, bare.stderr
+    assert "DATABASE_URL" in bare.stderr
+
+    done = subprocess.run(
+        [*argv, "--database-url-stdin"], env=env, input=url + "\n", capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _revision(url) == "0001"
+    assert url not in done.stdout + done.stderr
 
 
 def test_wheel_built_as_another_version_installs_and_migrates_with_only_database_url(

@@ -1,6 +1,7 @@
 # Copyright: TutorMax SRE team
 # Apache License 2.0 (see galaxy.yml)
-"""Filters that decide a rolling update: the plan, the pool each drain writes, the post-check."""
+"""Filters that decide a rolling update and site.yml's rolling restarts: the release site.yml deploys,
+the plans, the pool each drain writes, the post-check."""
 
 from __future__ import annotations
 
@@ -82,6 +83,13 @@ def rollout_plan(
 
     deployed_todo = [h for h in api_todo + celery_todo if h not in new]
     return {
+        "operation": f"Rolling update to {version}",
+        "retry": (
+            f"Or fix the cause and run the same command again: hosts already on {version} are skipped, "
+            "the failed host goes first."
+        ),
+        "celery_restart": "always" if force else "changed",
+        "staged": True,
         "version": version,
         "previous": previous,
         "in_service": in_service,
@@ -110,6 +118,72 @@ def rollout_plan(
             "api": hosts(api_todo),
             "celery": hosts(celery_order if celery_todo else []),
         },
+    }
+
+
+def release_to_deploy(running: Mapping[str, str], asked: str = "", source: str = "") -> dict[str, Any]:
+    """The release site.yml deploys (plugins/filter/release_to_deploy.yml documents it)."""
+    by_version: dict[str, list[str]] = {}
+    for host, version in running.items():
+        if version:
+            by_version.setdefault(str(version), []).append(host)
+    versions = sort_versions(by_version)
+    asked = str(asked or "").strip()
+    if asked and not VERSION_RE.match(asked):
+        raise AnsibleFilterError(f"release_to_deploy: tutormax_version must look like 1.0.1 (got {asked!r})")
+    if asked:
+        version, origin = asked, "asked"
+    elif len(versions) == 1:
+        version, origin = versions[0], "running"
+    elif not versions:
+        version, origin = str(source), "source"
+    else:
+        version, origin = "", "mixed"
+    return {
+        "version": version,
+        "from": origin,
+        "running": {v: sorted(by_version[v]) for v in versions},
+        "mixed": len(versions) > 1,
+        "new": sorted(h for h, v in running.items() if not v),
+        "converge": f"ansible-playbook rolling_update.yml -e tutormax_version={versions[-1]}" if versions else "",
+        "summary": "; ".join(f"{v} on {', '.join(sorted(by_version[v]))}" for v in versions) or "nothing deployed",
+    }
+
+
+def restart_plan(
+    pending: Iterable[str],
+    version: str,
+    api: list[str],
+    celery: list[str] | None = None,
+    beat: list[str] | None = None,
+    check_mode: bool = False,
+) -> dict[str, Any]:
+    """site.yml's rolling restart, in the shape of rollout_plan (plugins/filter/restart_plan.yml)."""
+    todo, celery, beat = set(pending), list(celery or []), list(beat or [])
+    api_todo = [h for h in api if h in todo]
+    celery_todo = [h for h in celery if h in todo]
+    celery_order = [h for h in celery_todo if h not in beat] + [h for h in celery_todo if h in beat]
+
+    def hosts(selected: list[str]) -> list[str]:
+        return [] if check_mode else selected
+
+    return {
+        "operation": "site.yml's rolling restart",
+        "retry": "Fix the cause and run site.yml again: the restart starts with the failed host.",
+        "celery_restart": "always",
+        # Nothing staged: site.yml wrote the configuration in place (a stopped rollout's leftovers stay put).
+        "staged": False,
+        "version": str(version),
+        "previous": str(version),
+        "in_service": list(api),
+        "out_of_pool": [],
+        "api": api_todo,
+        "api_current": dict.fromkeys(api_todo, str(version)),
+        "new": [],
+        "celery": celery_order,
+        "celery_todo": celery_todo,
+        "celery_current": dict.fromkeys(celery_todo, str(version)),
+        "plays": {"api": hosts(api_todo), "celery": hosts(celery_order)},
     }
 
 
@@ -151,6 +225,8 @@ def rollout_report(rows: Iterable[Mapping[str, Any]], version: str) -> list[str]
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "release_to_deploy": release_to_deploy,
+            "restart_plan": restart_plan,
             "rollout_plan": rollout_plan,
             "rollout_pool_down": rollout_pool_down,
             "rollout_versions": rollout_versions,

@@ -140,13 +140,48 @@ def running(
             "active": props.get("ActiveState", "unknown"),
             "pid": pid,
             "releases": [release] if release else [],
+            "started": process_started(pid, proc) if pid else 0.0,
         }
     return result
 
 
-def stale_units(units: Mapping[str, Mapping[str, Any]], live: str) -> list[str]:
-    """Units whose main process runs a release of ROOT/releases other than ``live``."""
-    return sorted(u for u, s in units.items() if live and s.get("releases") and s["releases"] != [live])
+def process_started(pid: int, proc: str = "/proc") -> float:
+    """When process ``pid`` started (seconds since the epoch, to the kernel's clock tick; 0.0 when
+    unknown): its start after boot (/proc/PID/stat, field 22) placed against the boot-time clock now
+    (/proc/stat's btime has whole seconds only)."""
+    try:
+        stat = Path(proc, str(pid), "stat").read_text()
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def newest_mtime(paths: Iterable[str]) -> float:
+    """The newest modification time of ``paths`` (missing ones count 0.0)."""
+    times = [0.0]
+    for path in paths:
+        try:
+            times.append(Path(path).stat().st_mtime)
+        except OSError:
+            continue
+    return max(times)
+
+
+# A file changed less than this before a process started counts as read by it (clock ticks, and the
+# write of a file and a restart right after it in one run).
+STARTED_MARGIN = 1.0
+
+
+def stale_units(units: Mapping[str, Mapping[str, Any]], live: str, changed_at: float = 0.0) -> list[str]:
+    """Units whose main process runs a release of ROOT/releases other than ``live``, or started
+    before ``changed_at`` (the newest change of a file it reads when it starts; 0.0: not asked)."""
+    return sorted(
+        u
+        for u, s in units.items()
+        if (live and s.get("releases") and s["releases"] != [live])
+        or (changed_at and float(s.get("started") or 0.0) > 0.0 and float(s["started"]) + STARTED_MARGIN < changed_at)
+    )
 
 
 # ------------------------------------------------------------------------------------ health

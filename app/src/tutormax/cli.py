@@ -52,16 +52,24 @@ def beat(argv: list[str] | None = None) -> None:
 
 
 def migrate(argv: list[str] | None = None) -> None:
-    """``alembic upgrade head`` (or the alembic command given) with only DATABASE_URL needed."""
+    """``alembic upgrade head`` (or the alembic command given) with only DATABASE_URL needed.
+
+    ``--database-url-stdin`` first reads DATABASE_URL from the first line of standard input instead
+    of the environment: how the deployment passes it, since an environment given through sudo is
+    logged with the command line, and a command line is visible to every local user.
+    """
     from alembic.config import CommandLine
 
     from tutormax.migrations import INI
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--database-url-stdin"]:
+        args = args[1:]
+        os.environ["DATABASE_URL"] = sys.stdin.readline().strip()
     if not os.environ.get("DATABASE_URL", "").strip():
         sys.stderr.write("tutormax-migrate: invalid configuration: DATABASE_URL: is required but not set\n")
         raise SystemExit(2)
-    args = (sys.argv[1:] if argv is None else argv) or ["upgrade", "head"]
-    CommandLine(prog="tutormax-migrate").main(argv=["--config", INI, *args])
+    CommandLine(prog="tutormax-migrate").main(argv=["--config", INI, *(args or ["upgrade", "head"])])
 
 
 COMMANDS = {"api": api, "worker": worker, "beat": beat, "migrate": migrate}

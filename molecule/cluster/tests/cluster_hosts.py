@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -33,3 +34,20 @@ def sh(host: str, *argv: str, env: dict[str, str] | None = None, check: bool = T
     if check:
         assert done.returncode == 0, f"{host}: {argv}: {done.stderr}"
     return done.stdout
+
+
+def site_yml(*args: str, inventories: tuple[str, ...] = (), timeout: float = 900) -> tuple[int, dict[str, int], str]:
+    """site.yml on the scenario's inventory (plus ``inventories``) with ``args``: exit status, changed
+    count per host from the recap, and the output (stdout and stderr)."""
+    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"]]
+    argv += [x for inv in inventories for x in ("-i", inv)]
+    done = subprocess.run(
+        [*argv, str(REPO / "site.yml"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        check=False,
+    )
+    changed = {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", done.stdout, re.M)}
+    return done.returncode, changed, done.stdout + done.stderr

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import subprocess
 import threading
 import time
 
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import REPO, secret, sh
+from cluster_hosts import REPO, secret, sh, site_yml
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -121,20 +119,6 @@ class ExportRequests:
                 if all(s in ("done", "failed") for s in states.values()) or time.time() > deadline:
                     return states
                 time.sleep(1)
-
-
-def site_yml() -> tuple[int, dict[str, int], str]:
-    """site.yml on the cluster: exit status, changed count per host, output."""
-    done = subprocess.run(
-        ["ansible-playbook", "-i", INVENTORY, str(REPO / "site.yml")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=900,
-        check=False,
-    )
-    changed = {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", done.stdout, re.M)}
-    return done.returncode, changed, done.stdout
 
 
 @pytest.mark.timeout(1200)

@@ -1,0 +1,218 @@
+"""site.yml on a live cluster (issue 17), last in file order: after converge, the drills and the
+rolling update (test_rolling_update.py leaves every app host on the next patch release, not the
+release the collection ships).
+
+1. A settings change that rewrites the environment file of every API and Celery host, under load
+   through the load balancer: no failed request, rc 0, every API and Celery process runs with the new
+   setting, and no host was restarted outside its turn (the API hosts went one at a time).
+2. The next run, at -vvv and without a version: changed=0, every host still on the release the
+   rolling update installed, and no secret value in Ansible's output.
+3. No secret value on any host: journal, /var/log, world-readable files under /etc and /opt, and the
+   command lines of every process (secret_scan.py).
+
+Figures go to benchmarks/results/site_live_drill.json and are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra.utils.ansible_runner
+import yaml
+from cluster_hosts import REPO, SECRETS, sh, site_yml
+from secret_scan import scan_host, scan_text
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgen
+
+LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+ALL_HOSTS = sorted(RUNNER.get_hosts("all"))
+WORKER_HOSTS = sorted(set(RUNNER.get_hosts("celery_worker")) | set(RUNNER.get_hosts("celery_beat")))
+BEAT_HOSTS = sorted(RUNNER.get_hosts("celery_beat"))
+RESULTS = REPO / "benchmarks" / "results"
+FIGURES: dict[str, Any] = {}
+#: The drill's settings change, given to both runs (an operator keeps it in the inventory).
+CHANGE = {"app_release_log_level": "WARNING"}
+RATE = 110.0
+
+# Per process of a unit (main process and its children): the value of one environment variable.
+# The environment holds secrets: only that one value leaves the host.
+ENV_OF_UNIT = r"""
+import os, subprocess, sys
+unit, name = sys.argv[1], sys.argv[2].encode()
+main = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit], capture_output=True,
+                          text=True).stdout.strip() or 0)
+parents = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        parents[int(pid)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    except OSError:
+        pass
+tree, grew = {main} if main else set(), True
+while grew:
+    more = {p for p, pp in parents.items() if pp in tree} - tree
+    grew, tree = bool(more), tree | more
+for pid in sorted(tree):
+    try:
+        env = open(f"/proc/{pid}/environ", "rb").read().split(b"\0")
+    except OSError:
+        continue
+    values = [e.split(b"=", 1)[1].decode() for e in env if e.startswith(name + b"=")]
+    print(pid, values[0] if values else "-")
+"""
+
+
+def api_hosts() -> list[str]:
+    """The `api` group as the rolling update left it: the scenario's hosts, and cluster-api4 when that
+    test added it (it then runs the API)."""
+    hosts = sorted(RUNNER.get_hosts("api"))
+    extra = [h for h in ALL_HOSTS if h not in hosts and h.startswith("cluster-api")]
+    running = [h for h in extra if sh(h, "systemctl", "is-active", "tutormax-api", check=False).strip() == "active"]
+    return sorted(hosts + running)
+
+
+def extra_inventory(tmp: Path) -> tuple[str, ...]:
+    """The inventory file that puts the API hosts the rolling update added into `api` (as its harness did)."""
+    added = [h for h in api_hosts() if h not in RUNNER.get_hosts("api")]
+    if not added:
+        return ()
+    path = tmp / "api-added.json"
+    path.write_text(json.dumps({"api": {"hosts": {h: {} for h in added}}}))
+    return (str(path),)
+
+
+def values_of(host: str, unit: str, name: str) -> list[str]:
+    out = sh(host, "python3", "-c", ENV_OF_UNIT, unit, name)
+    return [line.split(" ", 1)[1] for line in out.splitlines() if " " in line]
+
+
+def live_release(host: str) -> str:
+    return Path(sh(host, "readlink", "-f", "/opt/tutormax/current").strip()).name
+
+
+def save() -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "site_live_drill.json").write_text(json.dumps(FIGURES, indent=2, default=str) + "\n")
+    print(json.dumps(FIGURES, indent=2, default=str))
+
+
+@pytest.fixture(scope="module")
+def inventories(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    return extra_inventory(tmp_path_factory.mktemp("inventory"))
+
+
+@pytest.fixture(scope="module")
+def change_file(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("vars") / "change.json"
+    path.write_text(json.dumps(CHANGE))
+    return str(path)
+
+
+@pytest.mark.timeout(1200)
+def test_an_environment_change_rolls_over_api_and_celery_hosts_without_a_failed_request(
+    inventories: tuple[str, ...], change_file: str
+) -> None:
+    api = api_hosts()
+    units = {h: ["tutormax-api.service"] for h in api}
+    for h in WORKER_HOSTS:
+        units.setdefault(h, [])
+        units[h] += ["tutormax-worker@1.service"] + (["tutormax-beat.service"] if h in BEAT_HOSTS else [])
+    before = {h: {u: values_of(h, u, "LOG_LEVEL") for u in us} for h, us in units.items()}
+    assert all(v and "WARNING" not in v for us in before.values() for v in us.values()), before
+    releases = {h: live_release(h) for h in units}
+
+    load = loadgen.LoadGenerator(LB, RATE)
+    load.start(900)
+    try:
+        rc, changed, output = site_yml("-e", f"@{change_file}", inventories=inventories)
+    finally:
+        result = load.stop()
+    summary = loadgen.summarize(result)
+    loadgen.write_results("site_live_drill_load", result, summary, [], title="site.yml: environment change")
+    overall = summary["overall"]
+    rate = overall["rate_per_s"] or 0.0
+    after = {h: {u: values_of(h, u, "LOG_LEVEL") for u in us} for h, us in units.items()}
+    # The order the API hosts came back in, from the rolling restart's report lines.
+    returned = re.findall(r"(\S+) runs \S+ and serves through every load balancer again, ([\d.]+) s", output)
+    FIGURES["environment_change"] = {
+        "rc": rc,
+        "changed": changed,
+        "requests": overall["requests"],
+        "failed": overall["failed"],
+        "rate_per_s": rate,
+        "writes": overall["writes"],
+        "p50_ms": overall.get("p50_ms"),
+        "p99_ms": overall.get("p99_ms"),
+        "max_ms": overall.get("max_ms"),
+        "duration_s": summary["duration_s"],
+        "api_hosts_out_of_pool_s": {h: float(s) for h, s in returned},
+        "processes_checked": sum(len(v) for us in after.values() for v in us.values()),
+        "failures": summary["failures"][:10],
+    }
+    save()
+    assert rc == 0, output[-4000:]
+    assert overall["failed"] == 0, f"{overall['failed']} of {overall['requests']} requests failed"
+    assert rate >= 100, f"only {rate:.0f} requests/s were sent"
+    # Every API host went through the drain, restart, gate and return, one after the other.
+    assert [h for h, _ in returned] == api, returned
+    # Every process of every unit (gunicorn's workers, Celery's pool) runs with the new setting.
+    wrong = {h: {u: v for u, v in us.items() if not v or set(v) != {"WARNING"}} for h, us in after.items()}
+    assert not any(wrong.values()), wrong
+    assert {h: live_release(h) for h in units} == releases, "site.yml changed the release"
+
+
+@pytest.mark.timeout(900)
+def test_the_next_run_at_vvv_changes_nothing_keeps_the_release_and_prints_no_secret(
+    inventories: tuple[str, ...], change_file: str
+) -> None:
+    shipped = (REPO / "app" / "src" / "tutormax" / "VERSION").read_text().strip()
+    hosts = sorted({*api_hosts(), *WORKER_HOSTS})
+    releases = {h: live_release(h) for h in hosts}
+    # After the rolling update (test_rolling_update.py), the hosts run a release site.yml does not ship.
+    assert set(releases.values()) != {shipped}, f"run after test_rolling_update.py: every host runs {shipped}"
+    assert len(set(releases.values())) == 1, releases
+    rc, changed, output = site_yml("-vvv", "-e", f"@{change_file}", inventories=inventories)
+    secrets = {k: str(v) for k, v in yaml.safe_load(SECRETS.read_text()).items()}
+    leaked = scan_text(output, secrets)
+    versions = {h: live_release(h) for h in hosts}
+    FIGURES["next_run_vvv"] = {
+        "rc": rc,
+        "changed": {h: n for h, n in changed.items() if n},
+        "output_bytes": len(output),
+        "secrets_searched": len(secrets),
+        "secrets_found": leaked,
+        "release": sorted(set(versions.values())),
+        "shipped": shipped,
+    }
+    save()
+    assert rc == 0, output[-4000:]
+    assert changed, "no PLAY RECAP in the output"
+    assert not any(changed.values()), f"site.yml changed: {FIGURES['next_run_vvv']['changed']}"
+    assert versions == releases, "site.yml without a version changed the release"
+    assert f"Release {releases[hosts[0]]} (what the app hosts run)" in output
+    assert not leaked, f"secret values in site.yml -vvv output: {leaked}"
+
+
+@pytest.mark.timeout(600)
+def test_no_secret_value_in_any_journal_log_readable_file_or_command_line() -> None:
+    secrets = {k: str(v) for k, v in yaml.safe_load(SECRETS.read_text()).items()}
+    results = {h: scan_host(h, secrets) for h in ALL_HOSTS}
+    hits = {h: r["hits"] for h, r in results.items() if r["hits"]}
+    FIGURES["secret_scan"] = {
+        "hosts": len(results),
+        "secrets": len(secrets),
+        "scanned": {h: r["scanned"] for h, r in results.items()},
+        "hits": hits,
+    }
+    save()
+    assert all(r["scanned"]["journal_bytes"] > 0 and r["scanned"]["processes"] > 0 for r in results.values())
+    assert not hits, f"secret values found (name, place): {hits}"
