@@ -140,47 +140,50 @@ def running(
             "active": props.get("ActiveState", "unknown"),
             "pid": pid,
             "releases": [release] if release else [],
-            "started": process_started(pid, proc) if pid else 0.0,
         }
     return result
 
 
-def process_started(pid: int, proc: str = "/proc") -> float:
-    """When process ``pid`` started (seconds since the epoch, to the kernel's clock tick; 0.0 when
-    unknown): its start after boot (/proc/PID/stat, field 22) placed against the boot-time clock now
-    (/proc/stat's btime has whole seconds only)."""
+def read_env_file(path: str) -> dict[str, str] | None:
+    """The variables of a systemd EnvironmentFile (KEY=value lines; # comments; one pair of quotes
+    around a value removed); None when it cannot be read."""
     try:
-        stat = Path(proc, str(pid), "stat").read_text()
-        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
-
-
-def newest_mtime(paths: Iterable[str]) -> float:
-    """The newest modification time of ``paths`` (missing ones count 0.0)."""
-    times = [0.0]
-    for path in paths:
-        try:
-            times.append(Path(path).stat().st_mtime)
-        except OSError:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    env: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;" or "=" not in line:
             continue
-    return max(times)
+        key, value = (part.strip() for part in line.split("=", 1))
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key] = value
+    return env
 
 
-# A file changed less than this before a process started counts as read by it (clock ticks, and the
-# write of a file and a restart right after it in one run).
-STARTED_MARGIN = 1.0
+def env_differs(pid: int, wanted: Mapping[str, str], proc: str = "/proc") -> bool:
+    """Whether process ``pid`` runs with another value of a variable of ``wanted`` (its environment
+    as it started, /proc/PID/environ); False when that cannot be read."""
+    try:
+        raw = Path(proc, str(pid), "environ").read_bytes()
+    except OSError:
+        return False
+    env = dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+    return any(env.get(key) != value for key, value in wanted.items())
 
 
-def stale_units(units: Mapping[str, Mapping[str, Any]], live: str, changed_at: float = 0.0) -> list[str]:
-    """Units whose main process runs a release of ROOT/releases other than ``live``, or started
-    before ``changed_at`` (the newest change of a file it reads when it starts; 0.0: not asked)."""
+def stale_units(
+    units: Mapping[str, Mapping[str, Any]], live: str, env: Mapping[str, str] | None = None, proc: str = "/proc"
+) -> list[str]:
+    """Units whose main process runs a release of ROOT/releases other than ``live``, or runs with
+    other values of ``env`` (the variables of the environment file it read when it started)."""
     return sorted(
         u
         for u, s in units.items()
         if (live and s.get("releases") and s["releases"] != [live])
-        or (changed_at and float(s.get("started") or 0.0) > 0.0 and float(s["started"]) + STARTED_MARGIN < changed_at)
+        or (env and s.get("pid") and env_differs(int(s["pid"]), env, proc))
     )
 
 

@@ -31,13 +31,12 @@ options:
     type: list
     elements: str
     default: []
-  config_files:
+  env_file:
     description:
-      - Files the O(units) read when they start (the environment file); a unit whose main process started before the
-        newest change of one of them is in RV(stale) too.
-    type: list
-    elements: path
-    default: []
+      - The environment file the O(units) read when they start; a unit whose main process runs with another value of
+        one of its variables (C(/proc/PID/environ), readable by root) is in RV(stale) too. Empty for none.
+    type: path
+    default: ""
   health_port:
     description: Port of the local API instance whose C(/health) is asked on 127.0.0.1; 0 asks nothing.
     type: int
@@ -115,11 +114,11 @@ units:
   description: Per unit, its ActiveState, main PID and the release its main process runs (empty when not one).
   returned: always
   type: dict
-  sample: {"tutormax-api.service": {"active": "active", "pid": 812, "releases": ["1.0.0"], "started": 1796040000.5}}
+  sample: {"tutormax-api.service": {"active": "active", "pid": 812, "releases": ["1.0.0"]}}
 stale:
   description:
-    - Units whose main process runs another release than RV(current), or started before the newest change of
-      O(config_files).
+    - Units whose main process runs another release than RV(current), or another value of a variable of
+      O(env_file) (only names leave the host, never values).
   returned: always
   type: list
   elements: str
@@ -146,7 +145,7 @@ def main() -> None:
             "root": {"type": "path", "default": "/opt/tutormax"},
             "version": {"type": "str", "default": ""},
             "units": {"type": "list", "elements": "str", "default": []},
-            "config_files": {"type": "list", "elements": "path", "default": []},
+            "env_file": {"type": "path", "default": ""},
             "health_port": {"type": "int", "default": 0},
             "health_timeout": {"type": "float", "default": 5.0},
             "health_gate": {
@@ -181,7 +180,7 @@ def main() -> None:
         "installed": installed,
         "version_installed": bool(p["version"]) and p["version"] in installed,
         "units": units,
-        "stale": release.stale_units(units, live, release.newest_mtime(p["config_files"])),
+        "stale": release.stale_units(units, live, release.read_env_file(p["env_file"]) if p["env_file"] else None),
         "health": None,
     }
     if p["health_port"] and not (gate and not module.check_mode):
