@@ -85,9 +85,10 @@ def run_playbook(
     inventory: dict[str, Any],
     play: list[dict[str, Any]] | Path,
     env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """ansible-playbook from the checkout (its ansible.cfg resolves tutormax.cluster) on an inventory
-    written to ``tmp_path``; ``play`` is a playbook file or the plays to write beside it."""
+    written to ``tmp_path``, with ``args``; ``play`` is a playbook file or the plays to write beside it."""
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     if isinstance(play, Path):
         playbook = play
@@ -95,7 +96,7 @@ def run_playbook(
         playbook = tmp_path / "play.yml"
         playbook.write_text(yaml.safe_dump(play))
     return subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(playbook)],
+        ["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), *args, str(playbook)],
         cwd=REPO,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0", **(env or {})},
         capture_output=True,
