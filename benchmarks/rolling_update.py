@@ -175,7 +175,7 @@ class Cluster:
         counts = {host: int(changed) for host, changed, _, _ in recap if host in checked}
         if proc.returncode != 0 or set(counts) != checked:
             raise RuntimeError(f"site.yml --check failed (rc={proc.returncode}): {proc.stdout[-1500:]}")
-        if f"Release {version} (what the app hosts run)" not in proc.stdout:
+        if f"Release {version} (what the app hosts run)" not in " ".join(proc.stdout.split()):
             raise RuntimeError(f"site.yml --check did not keep {version}: {proc.stdout[-1500:]}")
         return counts, [t for t in changed_tasks(proc.stdout) if t.rsplit(": ", 1)[-1] in checked]
 
