@@ -192,3 +192,68 @@ def test_settings_class_documents_every_variable_in_the_readme() -> None:
     readme = (APP_SRC.parent / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in readme]
     assert not missing, f"undocumented in app/README.md: {missing}"
+
+
+#: The URL forms the deployment writes for Patroni: every PostgreSQL host, the same order everywhere.
+PATRONI_WRITE = "postgresql://tutormax:pg-secret@10.0.0.5:5432,10.0.0.6:5432/tutormax?target_session_attrs=read-write"
+PATRONI_READ = "postgresql://tutormax:pg-secret@10.0.0.5:5432,10.0.0.6:5432/tutormax?target_session_attrs=standby"
+
+
+def test_multi_host_urls_are_accepted_and_redacted_for_every_host_form(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", PATRONI_WRITE)
+    monkeypatch.setenv("DATABASE_READ_URL", PATRONI_READ)
+    s = load_settings()
+    assert s.primary_dsn == PATRONI_WRITE
+    assert s.replica_dsn == PATRONI_READ
+    redacted = s.redacted()
+    assert "10.0.0.5,10.0.0.6" in redacted["database_url"]
+    assert "target_session_attrs=standby" in redacted["database_read_url"]
+    for url in (
+        "postgresql://tutormax:pg-secret@[fd00::5]:5432,[fd00::6]:5432/tutormax?target_session_attrs=read-write",
+        "postgresql://tutormax@10.0.0.5,10.0.0.6/tutormax?target_session_attrs=read-write&password=pg-secret",
+        "postgresql://tutormax:pg%40secret@db1/tutormax?sslpassword=pg-secret",
+        "postgresql://tutormax@/tutormax?host=/run/postgresql&password=pg-secret",
+    ):
+        monkeypatch.setenv("DATABASE_URL", url)
+        text = repr(load_settings().redacted())
+        for secret in ("pg-secret", "pg@secret", "pg%40secret"):
+            assert secret not in text, url
+
+
+def test_a_read_url_libpq_reads_as_the_write_url_means_no_replica(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", PATRONI_WRITE)
+    for same in (PATRONI_WRITE, PATRONI_WRITE.replace("postgresql://", "postgres://"), f"  {PATRONI_WRITE} "):
+        monkeypatch.setenv("DATABASE_READ_URL", same)
+        assert load_settings().replica_dsn is None, same
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATABASE_URL", "postgresql://tutormax:pg-secret@db1,db2/tutormax", "target_session_attrs=read-write"),
+        (
+            "DATABASE_READ_URL",
+            "postgresql://tutormax:pg-secret@db1,db2/tutormax?target_session_attrs=any",
+            "target_session_attrs=standby",
+        ),
+        (
+            "DATABASE_READ_URL",
+            "postgresql://tutormax:pg-secret@db1,db2/tutormax?target_session_attrs=prefer-standby",
+            "not prefer-standby",
+        ),
+        ("DATABASE_URL", "postgresql://tutormax:pg-secret@db1/tutormax?pg-secret=1", "not a URL libpq can read"),
+    ],
+)
+def test_multi_host_urls_that_could_reach_the_wrong_server_are_refused_without_echoing_them(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert f"{name}: " in str(caught.value)
+    assert message in str(caught.value)
+    assert "pg-secret" not in str(caught.value)

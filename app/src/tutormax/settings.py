@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Redis database number shared by the cache, pub/sub, the Celery broker and results. One
@@ -114,17 +116,34 @@ class Settings(BaseSettings):
 
     @field_validator("database_url", "database_read_url")
     @classmethod
-    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+    def _postgres_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if value is None:
             return None
         text = value.get_secret_value().strip()
-        parts = urlsplit(text)
-        if parts.scheme.split("+")[0] not in {"postgres", "postgresql"}:
+        scheme, sep, rest = text.partition("://")
+        if not sep or scheme.split("+")[0] not in {"postgres", "postgresql"}:
             raise ValueError("must be a postgresql:// URL")
-        if not parts.hostname and "host=" not in parts.query:
-            raise ValueError("must name a host")
         # libpq does not know SQLAlchemy's driver suffix (postgresql+psycopg://).
-        return SecretStr("postgresql" + text[len(parts.scheme) :])
+        url = f"postgresql://{rest}"
+        params = _conninfo(url)
+        hosts = _hosts(params)
+        if not hosts:
+            raise ValueError("must name a host")
+        ports = params.get("port", "").split(",")
+        if len(ports) > 1 and len(ports) != len(hosts):
+            raise ValueError(f"lists {len(hosts)} hosts but {len(ports)} ports: give one port, or one per host")
+        attrs = params.get("target_session_attrs", "any")
+        if info.field_name == "database_url" and len(hosts) > 1 and attrs not in WRITE_SESSION_ATTRS:
+            raise ValueError("lists several hosts: add ?target_session_attrs=read-write so writes reach the leader")
+        if info.field_name == "database_read_url" and attrs == "prefer-standby":
+            raise ValueError(
+                "use ?target_session_attrs=standby, not prefer-standby: when no standby answers, the app reads "
+                "through DATABASE_URL itself"
+            )
+        # A read URL naming the leader (read-write) is allowed: equal to DATABASE_URL, it means "no replica".
+        if info.field_name == "database_read_url" and len(hosts) > 1 and attrs not in {"standby", *WRITE_SESSION_ATTRS}:
+            raise ValueError("lists several hosts: add ?target_session_attrs=standby so reads go to a standby")
+        return SecretStr(url)
 
     @field_validator("database_read_url", "redis_url", "celery_broker_url", "celery_result_backend", mode="before")
     @classmethod
@@ -207,11 +226,16 @@ class Settings(BaseSettings):
 
     @property
     def replica_dsn(self) -> str | None:
-        """libpq URL of the replica, or None when reads go to the primary too."""
+        """libpq URL of the replica, or None when reads go to the primary too.
+
+        "The same" is decided on what libpq reads from the two URLs (hosts, ports, user, database,
+        options), so ``postgres://`` against ``postgresql://`` or a reordered query string still
+        means one server, not a replica.
+        """
         if self.database_read_url is None:
             return None
         url = self.database_read_url.get_secret_value()
-        return None if url == self.primary_dsn else url
+        return None if _conninfo(url) == _conninfo(self.primary_dsn) else url
 
     def _redis_userinfo(self) -> str:
         user = quote(self.redis_username or "", safe="")
@@ -258,11 +282,36 @@ class Settings(BaseSettings):
         return out
 
 
+#: ``target_session_attrs`` values that let libpq accept only a server that takes writes.
+WRITE_SESSION_ATTRS = frozenset({"read-write", "primary"})
+
+
+def _conninfo(url: str) -> dict[str, str]:
+    """What libpq reads from ``url`` (its own parser, so multi-host and IPv6 forms mean what libpq says)."""
+    try:
+        return {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the offending part, which may hold the password: say less.
+        raise ValueError("is not a URL libpq can read (URL-encode special characters in the password)") from None
+
+
+def _hosts(params: dict[str, str]) -> list[str]:
+    """The hosts of a libpq connection string: ``host`` (or ``hostaddr``), comma-separated."""
+    value = params.get("host") or params.get("hostaddr") or ""
+    return value.split(",") if value else []
+
+
 def _redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username
-    return parts._replace(netloc=f"{user}:***@{host}" if user else host).geturl()
+    """``url`` as libpq reads it, every password-like parameter (``password``, ``sslpassword``) masked.
+
+    Built from libpq's parse, not from the text: a password in the query string, an unencoded
+    ``@`` or a multi-host list cannot leave a secret in a log line or a settings dump.
+    """
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unreadable URL>"
+    return make_conninfo("", **{key: "***" if "password" in key else value for key, value in params.items()})
 
 
 def load_settings(**overrides: Any) -> Settings:
