@@ -153,7 +153,52 @@ class Postgres:
 
     def _pg_ctl_start(self, data: Path) -> None:
         _run_pg("pg_ctl", "-D", str(data), "-l", str(data / "server.log"), "-w", "-t", "60", "start")
-        self.running.append(data)
+        if data not in self.running:
+            self.running.append(data)
+
+    def multi_host_url(self, ports: list[int], target_session_attrs: str) -> str:
+        """A libpq multi-host URL over ``ports`` (in that order), as the deployment writes for Patroni."""
+        hosts = ",".join(f"{LOCALHOST}:{port}" for port in ports)
+        return (
+            f"postgresql://tutormax:{self.app_password}@{hosts}/{self.database}"
+            f"?target_session_attrs={target_session_attrs}"
+        )
+
+    def stop_server(self, data: Path, mode: str = "fast") -> None:
+        """Stop one server (``fast``: clients get 57P01 and their connections close)."""
+        _run_pg("pg_ctl", "-D", str(data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def start_server(self, data: Path) -> None:
+        """Start one server again (a stopped replica resumes streaming from the primary)."""
+        self._pg_ctl_start(data)
+
+    def promote(self, data: Path) -> None:
+        """Promote a standby and wait until it takes writes."""
+        _run_pg("pg_ctl", "-D", str(data), "-w", "-t", "60", "promote")
+
+    def server_pids(self, data: Path) -> list[int]:
+        """The postmaster of ``data`` and every process it started (backends, walreceiver ...)."""
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                # The parent pid is the 2nd field after the parenthesised command name.
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    @contextlib.contextmanager
+    def hung(self, data: Path) -> Iterator[None]:
+        """The server frozen with SIGSTOP (postmaster and children): sockets stay open, nothing answers."""
+        pids = self.server_pids(data)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
     def create_database(self, name: str) -> str:
         """A new empty database owned by tutormax; returns its URL on the primary."""

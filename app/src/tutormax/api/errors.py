@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from tutormax.data.db import UNAVAILABLE_ERRORS
+from tutormax.data.db import UNAVAILABLE_ERRORS, unavailable_reason
 from tutormax.services.errors import ConflictError, NotFoundError, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,9 @@ async def _unavailable(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("%s %s: database unavailable (%s)", request.method, request.url.path, type(exc).__name__)
-    return _detail(503, "the database is unavailable; try again", retry_after=True)
+    reason = unavailable_reason(exc)
+    log.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path, type(exc).__name__, reason)
+    return _detail(503, f"the database is unavailable ({reason}); try again", retry_after=True)
 
 
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
