@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 SECRETS = {
     "vault_postgresql_app_password": "q8Vt3mN0xR2pL7sK1wZ9aa",
     "vault_postgresql_replication_password": "b4Nc8xT2mQ7vL1pZ9kR3bb",
+    "vault_postgresql_rewind_password": "t7Hs2kQ9wE4rY1uI6oP3ff",
+    "vault_patroni_restapi_password": "g5Jd8fK2lZ6xC9vB1nM4gg",
     "vault_redis_password": "h6Wd1yU5nE8cJ3qA7sF2cc",
     "vault_redis_app_password": "m2Kp9sX4vB7nQ1wE5rT8dd",
     "vault_redis_sentinel_password": "z3Lq8wN6cV1bM4xR7tY2ee",
@@ -46,6 +48,7 @@ def good_inventory() -> dict[str, Any]:
                     }
                 },
                 "redis_sentinel": {"hosts": {"r1": None, "r2": None, "r3": None}},
+                "etcd": {"hosts": {"r1": None, "r2": None, "r3": None}},
                 "celery_worker": {"hosts": {"w1": None, "w2": None}},
                 "celery_beat": {"hosts": {"w1": None}},
             },
@@ -79,6 +82,18 @@ def four_sentinels(inv: dict[str, Any]) -> None:
     groups(inv)["redis_sentinel"]["hosts"]["r4"] = None
 
 
+def two_etcd_members(inv: dict[str, Any]) -> None:
+    groups(inv)["etcd"]["hosts"] = {"r1": None, "r2": None}
+
+
+def no_etcd(inv: dict[str, Any]) -> None:
+    del inv["all"]["children"]["etcd"]
+
+
+def missing_rewind_secret(inv: dict[str, Any]) -> None:
+    del inv["all"]["vars"]["vault_postgresql_rewind_password"]
+
+
 def no_lb(inv: dict[str, Any]) -> None:
     groups(inv)["lb"]["hosts"] = {}
 
@@ -103,6 +118,9 @@ def missing_secret(inv: dict[str, Any]) -> None:
         (two_sentinels, "three or more"),
         (four_sentinels, "odd number"),
         (no_lb, "at least one `api` and one `lb` host"),
+        (two_etcd_members, "The etcd group has 2 hosts, fewer than three"),
+        (no_etcd, "No etcd members are set"),
+        (missing_rewind_secret, "vault_postgresql_rewind_password is missing"),
         (primary_also_replica, "pg1"),
         (placeholder_secret, "vault_redis_app_password is missing"),
         (missing_secret, "vault_postgresql_replication_password is missing"),

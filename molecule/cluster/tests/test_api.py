@@ -106,11 +106,17 @@ def test_the_environment_file_is_root_tutormax_0640(host) -> None:
     assert host.file("/etc/tutormax").mode & 0o007 == 0
 
 
-def test_the_environment_file_names_the_primary_the_replica_the_sentinels_and_this_instance(host) -> None:
+def test_the_environment_file_names_every_postgres_member_the_sentinels_and_this_instance(host) -> None:
     env = env_file(host)
-    primary, replica = address(host, "cluster-pg1"), address(host, "cluster-pg2")
-    assert re.fullmatch(rf"postgresql://tutormax:[^@]+@{re.escape(primary)}:5432/tutormax", env["DATABASE_URL"])
-    assert re.fullmatch(rf"postgresql://tutormax:[^@]+@{re.escape(replica)}:5432/tutormax", env["DATABASE_READ_URL"])
+    # Every Patroni member, the first deployment's leader first: libpq finds the leader for writes
+    # and a replica for reads, so a failover changes nothing here.
+    members = re.escape(f"{address(host, 'cluster-pg1')}:5432,{address(host, 'cluster-pg2')}:5432")
+    assert re.fullmatch(
+        rf"postgresql://tutormax:[^@]+@{members}/tutormax\?target_session_attrs=read-write", env["DATABASE_URL"]
+    )
+    assert re.fullmatch(
+        rf"postgresql://tutormax:[^@]+@{members}/tutormax\?target_session_attrs=standby", env["DATABASE_READ_URL"]
+    )
     sentinels = env["REDIS_SENTINELS"].split(",")
     assert sorted(sentinels) == sorted(f"{address(host, f'cluster-redis{n}')}:26379" for n in (1, 2, 3))
     assert env["REDIS_USERNAME"] == "tutormax"

@@ -151,7 +151,7 @@ def test_the_seeds_replication_queries_report_a_streaming_replica() -> None:
     ).split()
     assert len(rows) == 1
     name, state, lag = rows[0].split("|")
-    assert name == "cluster_pg2"
+    assert name == "cluster-pg2"  # Patroni's member name
     assert state == "streaming"
     assert int(float(lag)) < 16 * 1024 * 1024
     recovery = sh("cluster-pg2", "runuser", "-u", "postgres", "--", "psql", "-Atc", "SELECT pg_is_in_recovery();")

@@ -1,9 +1,11 @@
-"""What the postgresql role must leave: a primary, a streaming replica, and only scram logins.
+"""What the postgresql role must leave: Patroni's leader, a synchronous streaming replica, and
+only scram logins.
 
 pg-client is in group `api` (an application host, no PostgreSQL server); it is the one host
-besides the replica that pg_hba.conf lets in. side_effect.yml has written a row, converged again
-with synchronous replication on and restarted the primary for a postmaster setting; the tests
-compare its snapshots (side_effect.json).
+besides the members that pg_hba.conf lets in. The three hosts are the etcd cluster. side_effect.yml
+has written a row, converged again with a reloadable setting changed and restarted the primary
+(through Patroni) for a postmaster setting; the tests compare its snapshots (side_effect.json).
+The failover drills (test_switchover_and_failover.py) run after these: they move the leader.
 """
 
 from __future__ import annotations
@@ -88,7 +90,11 @@ def test_cluster_has_data_checksums_and_only_the_role_created_it(name: str) -> N
         "create_main_cluster = false"
         in host.file("/etc/postgresql-common/createcluster.d/tutormax.conf").content_string
     )
-    assert host.service("postgresql@15-main").is_enabled
+    # Patroni starts the server; PostgreSQL's own unit and postgresql.service at boot must not.
+    assert host.service("patroni@15-main").is_enabled
+    assert host.service("patroni@15-main").is_running
+    assert not host.service("postgresql@15-main").is_enabled
+    assert host.file("/etc/postgresql/15/main/start.conf").content_string.split()[-1] == "manual"
 
 
 @pytest.mark.parametrize("name", SERVERS)
@@ -133,6 +139,7 @@ def test_replica_is_a_read_only_standby_streaming_through_its_slot(primary, repl
     assert replica.file("/var/lib/postgresql/15/main/standby.signal").exists
     receiver = sql(replica, "SELECT status, slot_name, sender_host FROM pg_stat_wal_receiver")
     assert receiver == f"streaming|pg_replica|{address(primary)}"
+    # Patroni's slot for its member pg-replica.
     slots = sql(primary, "SELECT slot_name, slot_type, active FROM pg_replication_slots", db="postgres")
     assert slots == "pg_replica|physical|t"
 
@@ -146,7 +153,7 @@ def test_replication_status_shows_the_replica_streaming_with_small_lag(primary, 
     )
     assert result.rc == 0, result.stderr
     application_name, client_addr, state, lag_bytes = result.stdout.strip().split("|")
-    assert (application_name, client_addr, state) == ("pg_replica", address(replica), "streaming")
+    assert (application_name, client_addr, state) == ("pg-replica", address(replica), "streaming")
     assert int(lag_bytes) < 1024 * 1024, f"replica lags {lag_bytes} bytes behind"
 
 
@@ -195,9 +202,11 @@ def test_pg_hba_allows_scram_from_the_allowed_hosts_and_peer_for_local_postgres_
         if method == "peer":
             assert (kind, user) == ("local", "postgres"), rules
     remote = {(r[1], r[2], r[3], r[4]) for r in parsed if r[0].startswith("host") and r[3] not in ("127.0.0.1", "::1")}
-    assert remote == {
-        ("tutormax", "tutormax", address(client), "255.255.255.255"),
-        ("replication", "replicator", address(get("pg-replica")), "255.255.255.255"),
+    members = {address(get(server)) for server in SERVERS}
+    assert remote == {("tutormax", "tutormax", address(client), "255.255.255.255")} | {
+        (db, user, member, "255.255.255.255")
+        for member in members
+        for db, user in (("replication", "replicator"), ("postgres", "rewind"))
     }
     lines = [line.split() for line in host.file("/etc/postgresql/15/main/pg_hba.conf").content_string.splitlines()]
     assert not [w for w in lines if w and not w[0].startswith("#") and ({"trust", "md5", "password"} & set(w))]
@@ -235,7 +244,7 @@ def test_seed_commands_run_verbatim_as_tutormax(primary, replica, app_password) 
         result = primary.run("cd /tmp && PGPASSWORD=%s " + command, app_password)
         assert result.rc == 0, f"{command}: {result.stderr}"
         outputs.append(result.stdout)
-    assert "pg_replica" in outputs[0]
+    assert "pg-replica" in outputs[0]
     assert "(1 row)" in outputs[3]
     assert "(0 rows)" not in outputs[4]
     recovery = replica.run(
@@ -264,18 +273,22 @@ def test_settings_reload_when_they_can_and_restart_only_when_they_must(primary, 
     assert sql(primary, "SELECT count(*) FROM pg_settings WHERE pending_restart") == "0"
 
 
-def test_synchronous_replication_waits_for_the_replica_when_switched_on(primary, client, app_password) -> None:
-    assert sql(primary, "SHOW synchronous_standby_names") == "ANY 1 (pg_replica)"
+def test_synchronous_replication_is_on_by_default_through_patroni(primary, client, app_password) -> None:
+    assert sql(primary, "SHOW synchronous_standby_names") == '"pg-replica"'
     result = app_sql(client, app_password, "pg-primary", "SELECT sync_state FROM replication_status")
-    assert result.stdout.strip() == "quorum"
+    assert result.stdout.strip() == "sync"
 
 
 @pytest.mark.parametrize("name", SERVERS)
-def test_replication_password_is_only_in_the_postgres_passfile(name: str, replication_password: str) -> None:
+def test_replication_password_is_only_in_patroni_s_files(name: str, replication_password: str) -> None:
     host = get(name)
-    passfile = host.file("/var/lib/postgresql/.pgpass")
-    assert (passfile.user, passfile.group, passfile.mode) == ("postgres", "postgres", 0o600)
-    assert passfile.content_string.rstrip().endswith(":replication:replicator:" + replication_password)
+    # Patroni writes its passfile where it streams or rewinds from another member (the replica).
+    paths = ["/etc/patroni/15-main.yml"] + (["/var/lib/postgresql/15-main.pgpass"] if name == "pg-replica" else [])
+    for path in paths:
+        held = host.file(path)
+        assert (held.user, held.group, held.mode) == ("postgres", "postgres", 0o600), path
+        assert replication_password in held.content_string, path
+    assert not host.file("/var/lib/postgresql/.pgpass").exists
     leaked = host.run(
         "grep -rlF %s /etc/postgresql /etc/postgresql-common /var/lib/postgresql/15/main/postgresql.auto.conf",
         replication_password,
@@ -283,7 +296,7 @@ def test_replication_password_is_only_in_the_postgres_passfile(name: str, replic
     assert leaked.stdout == "", leaked.stdout
     if name == "pg-replica":
         conninfo = sql(host, "SHOW primary_conninfo")
-        assert "passfile=/var/lib/postgresql/.pgpass" in conninfo
+        assert "passfile=/var/lib/postgresql/15-main.pgpass" in conninfo
         assert "password" not in conninfo.replace("passfile", "")
 
 
