@@ -19,7 +19,7 @@ GOOD_REPLICATION = "a-long-random-generated-secret-4f9c2e"
 GOOD_REWIND = "another-long-random-secret-8d1b7a"
 GOOD_RESTAPI = "a-third-long-random-secret-2c6e9f"
 ETCD = ["e1", "e2", "e3"]
-GOOD = {
+GOOD: dict[str, object] = {
     "postgresql_app_password": GOOD_APP,
     "postgresql_replication_password": GOOD_REPLICATION,
     "postgresql_rewind_password": GOOD_REWIND,

@@ -35,6 +35,8 @@ def _inventory(tmp_path: Path) -> Path:
                 for name in (
                     "postgresql_app_password",
                     "postgresql_replication_password",
+                    "postgresql_rewind_password",
+                    "patroni_restapi_password",
                     "redis_password",
                     "redis_app_password",
                     "redis_sentinel_password",
@@ -44,7 +46,8 @@ def _inventory(tmp_path: Path) -> Path:
                 group: {"hosts": {f"{group}-1": host}}
                 for group in ("lb", "api", "postgres_primary", "celery_worker", "celery_beat", "redis_master")
             }
-            | {"redis_sentinel": {"hosts": {f"s{i}": host for i in range(3)}}},
+            | {"redis_sentinel": {"hosts": {f"s{i}": host for i in range(3)}}}
+            | {"etcd": {"hosts": {f"s{i}": host for i in range(3)}}},
         }
     }
     path = tmp_path / "hosts.json"

@@ -160,7 +160,7 @@ async def _bounded(conn: Conn, query: str, timeout: float) -> object:
 
     task = asyncio.ensure_future(run())
     try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
+        done, _pending = await asyncio.wait({task}, timeout=timeout)
     finally:
         if not task.done():
             _sever(conn)
