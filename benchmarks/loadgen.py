@@ -92,6 +92,10 @@ class Record:
     instance: str = ""
     #: The start of the body of a non-2xx answer (the API names its reason there).
     detail: str = ""
+    #: The Retry-After header of a non-2xx answer (the API's 503 carries one).
+    retry_after: str = ""
+    #: What a 201 answer created, as "table:id" (an acknowledged write, to look for after a fault).
+    created: str = ""
 
     @property
     def ok(self) -> bool:
@@ -139,6 +143,15 @@ def new_tutor(rng: random.Random) -> dict[str, Any]:
         "subjects": rng.sample(SUBJECTS, 2),
         "hourly_rate": float(rng.randint(15, 90)),
     }
+
+
+def created_table(path: str) -> str:
+    """The table a POST to ``path`` writes its row to (the app's schema)."""
+    if path.endswith("/sessions"):
+        return "tutoring_sessions"
+    if path.endswith("/rating"):
+        return "ratings"
+    return "tutors"
 
 
 class LoadGenerator:
@@ -316,22 +329,28 @@ class LoadGenerator:
     async def _one(self, kind: str, due: float) -> None:
         method, path, body = self._request(kind)
         start = time.perf_counter()
-        status, error, instance, detail = 0, "", "", ""
+        status, error, instance, detail, retry_after, created = 0, "", "", "", "", ""
         try:
             status, headers, data = await asyncio.wait_for(self.request(method, path, body), self.timeout)
             instance = headers.get("x-instance-id", "")
             if not 200 <= status < 300:
                 detail = data[:200].decode(errors="replace")
+                retry_after = headers.get("retry-after", "")
+            if status == 201:
+                new_id = int(json.loads(data)["id"])
+                created = f"{created_table(path)}:{new_id}"
             if status == 201 and kind == "create_tutor":
-                self.tutors.append(json.loads(data)["id"])
+                self.tutors.append(new_id)
             elif status == 201 and path.endswith("/sessions"):
-                self.sessions.append(json.loads(data)["id"])
+                self.sessions.append(new_id)
         except TimeoutError:
             error = "timeout: no complete answer in time"
         except HTTPError as exc:
             error = f"{type(exc).__name__}: {str(exc)[:120]}"
         latency = (time.perf_counter() - start) * 1000
-        self.result.records.append(Record(due, kind, method, status, round(latency, 2), error, instance, detail))
+        self.result.records.append(
+            Record(due, kind, method, status, round(latency, 2), error, instance, detail, retry_after, created)
+        )
 
 
 # ---------------------------------------------------------------------------------------- results

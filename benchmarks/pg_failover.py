@@ -163,7 +163,7 @@ class Drill:
         present = {int(x) for x in found.split()}
         return sorted(set(ids) - present)
 
-    def _wait_leader(self, not_this: str | None, timeout: float) -> str:
+    def wait_leader(self, not_this: str | None, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             leader = self.leader()
@@ -202,7 +202,7 @@ class Drill:
         docker("exec", leader, "sh", "-c", f"kill -9 $(head -1 {DATA_DIR}/postmaster.pid)")
         time.sleep(observe)
         rows = self._stop_writer()
-        now = self._wait_leader(None, 30)
+        now = self.wait_leader(None, 30)
         return {
             "fault": "postmaster SIGKILL",
             "leader_before": leader,
@@ -216,7 +216,7 @@ class Drill:
         self._start_writer(int(observe) + 30)
         fault_at = time.time()
         docker("kill", leader)
-        new = self._wait_leader(leader, observe + 30)
+        new = self.wait_leader(leader, observe + 30)
         remaining = observe - (time.time() - fault_at)
         if remaining > 0:
             time.sleep(remaining)

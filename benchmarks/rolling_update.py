@@ -105,7 +105,6 @@ class Cluster:
         self.api = api_hosts or groups.get("api", [])
         self.workers = worker_hosts or sorted(set(groups.get("celery_worker", []) + groups.get("celery_beat", [])))
         self.lbs = groups.get("lb", [])
-        self.primary = (groups.get("postgres_primary") or [""])[0]
         self.http = httpx.Client(base_url=self.lb_url, timeout=10, headers={"Connection": "close"})
 
     def inventory_args(self) -> list[str]:
@@ -179,13 +178,21 @@ class Cluster:
             raise RuntimeError(f"site.yml --check did not keep {version}: {proc.stdout[-1500:]}")
         return counts, [t for t in changed_tasks(proc.stdout) if t.rsplit(": ", 1)[-1] in checked]
 
+    @property
+    def primary(self) -> str:
+        """The PostgreSQL server that takes writes now (after a failover, not the inventory's
+        postgres_primary): the one PostgreSQL host not in recovery."""
+        answers = self.ansible(
+            "postgres", "ansible.builtin.command", self.psql_args("SELECT pg_is_in_recovery()"), become_user="postgres"
+        )
+        leaders = [host for host, result in answers.items() if str(result.get("stdout", "")).strip() == "f"]
+        if len(leaders) != 1:
+            raise RuntimeError(f"not one PostgreSQL server takes writes: {leaders or 'none'} of {sorted(answers)}")
+        return leaders[0]
+
     def psql(self, sql: str) -> str:
-        result = self.ansible(
-            self.primary,
-            "ansible.builtin.command",
-            self.psql_args(sql),
-            become_user="postgres",
-        )[self.primary]
+        leader = self.primary
+        result = self.ansible(leader, "ansible.builtin.command", self.psql_args(sql), become_user="postgres")[leader]
         if result.get("rc") != 0:
             raise RuntimeError(f"psql failed: {result.get('stderr') or result.get('msg')}")
         return str(result.get("stdout", ""))

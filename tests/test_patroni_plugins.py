@@ -135,6 +135,39 @@ def stand_in(state: dict[str, Any]) -> type[JsonHandler]:
                 state["config"] = config
             self.send_json(200, config)
 
+        def do_POST(self) -> None:
+            """POST /switchover as Patroni 3.0.2 answers it: in words; the leader moves to the candidate
+            (or the first synchronous standby) unless ``switchover`` says otherwise (``refuse``: 412,
+            ``unknown``: 503 and no move, ``stuck``: 200 and no move)."""
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            self.record(body)
+            members = state["cluster"]["members"]
+            leader = next(m for m in members if m["role"] == "leader")
+            outcome = state.get("switchover", "move")
+            if state.get("auth") and self.headers.get("Authorization") != state["auth"]:
+                status, text = 401, "not authenticated"
+            elif self.path != "/switchover" or not isinstance(body, dict) or body.get("leader") != leader["name"]:
+                status, text = 412, "leader name does not match"
+            elif outcome == "refuse":
+                status, text = 412, "candidate name does not match with sync_standby"
+            elif outcome == "unknown":
+                status, text = 503, "Switchover status unknown"
+            else:
+                status = 200
+                new = body.get("candidate") or next(m["name"] for m in members if m["role"] == "sync_standby")
+                text = f'Successfully switched over to "{new}"'
+                if outcome == "move":
+                    for m in members:
+                        m["role"] = "leader" if m["name"] == new else m["role"]
+                    leader["role"] = "sync_standby"
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
     return Handler
 
 
@@ -547,6 +580,109 @@ def test_config_fails_when_patroni_answers_the_patch_with_the_old_values(tmp_pat
     assert proc.returncode != 0
     assert "still differs" in result["msg"]
     assert result["left"] == PATCH  # everything the PATCH asked is still to do
+
+
+# ------------------------------------------------------------------------------------ patroni_switchover
+def summary_of(cluster: dict[str, Any]) -> dict[str, Any]:
+    return dict(patroni.summarize(cluster))
+
+
+def test_switchover_plan_without_a_candidate_lets_patroni_pick_a_synchronous_standby() -> None:
+    plan = patroni.plan_switchover(summary_of(CLUSTER))
+    assert plan == {"do": True, "leader": "pg1", "candidate": None, "eligible": ["pg2"], "problems": []}
+
+
+def test_switchover_plan_to_the_leader_does_nothing() -> None:
+    plan = patroni.plan_switchover(summary_of(CLUSTER), "pg1")
+    assert (plan["do"], plan["problems"]) == (False, [])
+
+
+def test_switchover_plan_without_synchronous_mode_takes_any_running_replica() -> None:
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["members"][1]["role"] = "replica"
+    del cluster["members"][2]["tags"]
+    plan = patroni.plan_switchover(summary_of(cluster), "pg3")
+    assert (plan["do"], plan["eligible"]) == (True, ["pg3"])
+    assert patroni.plan_switchover(summary_of(cluster))["eligible"] == ["pg2", "pg3"]
+
+
+@pytest.mark.parametrize(
+    ("change", "candidate", "named"),
+    [
+        ({}, "pg3", "pg3 is tagged nofailover"),
+        ({"tags": {}}, "pg3", "pg3 is not a synchronous standby (pg2 is)"),
+        ({}, "pg9", "pg9 is not a member of the cluster (members: pg1, pg2, pg3)"),
+        ({"state": "stopped"}, None, "Member pg3 (replica) is stopped"),
+        ({"state": "stopped"}, None, "A switchover needs a healthy cluster"),
+    ],
+)
+def test_switchover_plan_refuses_what_patroni_would_and_names_the_fix(
+    change: dict[str, Any], candidate: str | None, named: str
+) -> None:
+    cluster = copy.deepcopy(CLUSTER)
+    cluster["members"][2].update(change)
+    plan = patroni.plan_switchover(summary_of(cluster), candidate)
+    assert plan["do"] is False
+    assert any(named in p for p in plan["problems"]), plan["problems"]
+
+
+def test_switchover_plan_refuses_a_paused_cluster_a_scheduled_switchover_and_no_replica() -> None:
+    cluster = {**copy.deepcopy(CLUSTER), "pause": True, "scheduled_switchover": {"at": "2026-12-06T03:00:00+00:00"}}
+    problems = " ".join(patroni.plan_switchover(summary_of(cluster))["problems"])
+    assert "paused (maintenance mode): `patronictl resume` first" in problems
+    assert "A switchover is scheduled already" in problems
+    alone = {"members": [CLUSTER["members"][0]]}
+    assert "no running replica to switch over to" in " ".join(patroni.plan_switchover(summary_of(alone))["problems"])
+
+
+def switchover_args(api: dict[str, Any], **more: Any) -> dict[str, Any]:  # noqa: ANN401
+    return {"endpoints": [api["url"]], "user": USER, "password": PASSWORD, "wait_timeout": 5, **more}
+
+
+def test_switchover_posts_once_with_auth_and_waits_for_the_new_leader(tmp_path: Path, api: dict[str, Any]) -> None:
+    proc, result = run_module(tmp_path, "patroni_switchover", switchover_args(api, candidate="pg2"))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert result["changed"] is True
+    assert (result["leader_before"], result["leader"]) == ("pg1", "pg2")
+    assert result["answer"] == 'Successfully switched over to "pg2"'
+    assert asked(api, "POST") == [("POST", "/switchover", AUTH, {"leader": "pg1", "candidate": "pg2"})]
+    assert PASSWORD not in proc.stdout
+    # Again, to the member that leads now: nothing to do, nothing sent.
+    proc, result = run_module(tmp_path, "patroni_switchover", switchover_args(api, candidate="pg2"))
+    assert (proc.returncode, result["changed"], len(asked(api, "POST"))) == (0, False, 1)
+
+
+def test_switchover_in_check_mode_names_who_would_lead_and_sends_nothing(tmp_path: Path, api: dict[str, Any]) -> None:
+    proc, result = run_module(tmp_path, "patroni_switchover", switchover_args(api), "--check")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert (result["changed"], result["leader"], result["eligible"]) == (True, "pg1", ["pg2"])
+    assert asked(api, "POST") == []
+
+
+def test_switchover_refused_by_the_plan_sends_nothing(tmp_path: Path, api: dict[str, Any]) -> None:
+    proc, result = run_module(tmp_path, "patroni_switchover", switchover_args(api, candidate="pg3"))
+    assert proc.returncode != 0
+    assert "No switchover: pg3 is tagged nofailover" in result["msg"]
+    assert asked(api, "POST") == []
+
+
+@pytest.mark.parametrize(
+    ("outcome", "named"),
+    [
+        ("refuse", "Patroni refused the switchover: http://127.0.0.1:{port}/switchover: HTTP 412"),
+        ("unknown", "'Switchover status unknown', but the cluster was not whole under a new leader within 2.0 s"),
+        ("stuck", "but the cluster was not whole under a new leader within 2.0 s"),
+    ],
+)
+def test_switchover_fails_when_the_leader_does_not_move(
+    tmp_path: Path, api: dict[str, Any], outcome: str, named: str
+) -> None:
+    api["switchover"] = outcome
+    proc, result = run_module(tmp_path, "patroni_switchover", switchover_args(api, wait_timeout=2))
+    assert proc.returncode != 0
+    assert named.format(port=api["port"]) in result["msg"]
+    assert len(asked(api, "POST")) == 1  # never sent twice
+    assert result["leader"] == "pg1"
 
 
 # ------------------------------------------------------------------------------------ filters

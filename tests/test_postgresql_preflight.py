@@ -112,3 +112,54 @@ def test_good_passwords_pass_the_secret_checks_and_only_then_need_the_host(tmp_p
     assert result.returncode != 0
     assert "is missing or a placeholder" not in out, out
     assert "supports Debian 12+ hosts with systemd" in out, out
+
+
+def run_switchover(tmp_path: Path, secrets: dict[str, object], *args: str) -> subprocess.CompletedProcess[str]:
+    """playbooks/pg_switchover.yml on two unreachable members: a refusal before the REST call never
+    needs a host; a run that gets past the checks fails on the REST call instead (nothing answers)."""
+    unreachable = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 9}
+    inventory = {
+        "all": {
+            "vars": {**unreachable, "ansible_ssh_common_args": "-o ConnectTimeout=3", **secrets},
+            "children": {
+                "postgres": {
+                    "children": {
+                        "postgres_primary": {"hosts": {"pg1": None}},
+                        "postgres_replica": {"hosts": {"pg2": None}},
+                    }
+                }
+            },
+        }
+    }
+    playbook = REPO / "playbooks" / "pg_switchover.yml"
+    return run_playbook(tmp_path, inventory, playbook, {"ANSIBLE_FACT_CACHING": "memory"}, args)
+
+
+@pytest.mark.parametrize(
+    ("secrets", "args", "named"),
+    [
+        (GOOD, ("-e", "postgresql_switchover_to=pg9"), "postgresql_switchover_to is 'pg9', not a host of the postgres"),
+        (
+            but(postgresql_patroni_restapi_password="CHANGE_ME_x"),  # noqa: S106 - a placeholder
+            (),
+            "postgresql_patroni_restapi_password is missing or a placeholder",
+        ),
+    ],
+    ids=["not-a-member", "restapi-placeholder"],
+)
+def test_the_switchover_refuses_bad_input_before_it_reaches_a_host(
+    tmp_path: Path, secrets: dict[str, object], args: tuple[str, ...], named: str
+) -> None:
+    result = run_switchover(tmp_path, secrets, *args)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert named in " ".join(out.split()), out
+    assert "UNREACHABLE" not in out, out
+
+
+def test_the_switchover_with_good_input_goes_on_to_patroni(tmp_path: Path) -> None:
+    result = run_switchover(tmp_path, GOOD, "-e", "postgresql_switchover_to=pg2")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "UNREACHABLE" in out, out  # the module's host, past every check
+    assert "not a host of the postgres group" not in out

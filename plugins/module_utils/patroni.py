@@ -1,7 +1,7 @@
 # Copyright: TutorMax SRE team
 # Apache License 2.0 (see galaxy.yml)
-"""Talk to Patroni's REST API and decide from its answers: shared by patroni_cluster_info and
-patroni_config.
+"""Talk to Patroni's REST API and decide from its answers: shared by patroni_cluster_info,
+patroni_config and patroni_switchover.
 
 - ``base_url`` / ``ask_first``: an endpoint (a host, host:port or URL) as the API's base URL, and one
   request asked of several endpoints in turn (the first that answers wins, so a dead host does not
@@ -9,6 +9,8 @@ patroni_config.
 - ``summarize``: GET /cluster read as leader, members, replicas, health and problems in words.
 - ``plan_patch`` / ``apply_patch``: the PATCH /config body that takes the dynamic configuration to the
   wanted one, with before/after of the changed keys, and the configuration Patroni makes of it.
+- ``plan_switchover``: whether a planned switchover (to a named member or to Patroni's pick) can go,
+  and why not in words.
 
 The shapes follow Patroni 3.0.2 (Debian 12's package), ``patroni/utils.py:cluster_as_json`` and
 ``patroni/api.py``: /cluster is ``{"members": [...]}`` plus ``pause`` and ``scheduled_switchover`` when
@@ -100,8 +102,10 @@ def request(
     timeout: float = 5.0,
     validate_certs: bool = True,
     ca_path: str | None = None,
+    as_text: bool = False,
 ) -> Any:  # noqa: ANN401 - JSON
-    """One request to Patroni; its JSON answer. PatroniHTTPError for an HTTP error status,
+    """One request to Patroni; its JSON answer (``as_text``: its answer as text, for the calls that answer
+    in words, such as POST /switchover). PatroniHTTPError for an HTTP error status,
     PatroniConnectionError when nothing usable answered. Basic auth only when ``user`` is set (Patroni's
     ``restapi.authentication``); the password travels only in the Authorization header."""
     data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
@@ -134,6 +138,8 @@ def request(
         raise PatroniConnectionError(f"{url}: {text}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise PatroniConnectionError(f"{url}: {describe_error(exc)}") from None
+    if as_text:
+        return raw.decode("utf-8", errors="replace").strip()
     try:
         return json.loads(raw)
     except ValueError:
@@ -327,8 +333,59 @@ def apply_patch(config: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str
     return result
 
 
+# ------------------------------------------------------------------------------------ switchover
+def plan_switchover(summary: Mapping[str, Any], candidate: str | None = None) -> dict[str, Any]:
+    """What a planned switchover of the cluster ``summary`` describes (``summarize``'s answer) needs:
+    ``do`` (False when ``candidate`` leads already), ``leader``, ``candidate`` (None: Patroni picks), the
+    members that may become leader (``eligible``) and ``problems`` in sentences that name the fix.
+    Patroni 3.0.2 refuses the same cases (patroni/api.py, is_failover_possible); saying so before the
+    POST names the fix instead of Patroni's 412."""
+    leader = summary.get("leader")
+    members = {m["name"]: m for m in summary.get("members", [])}
+    sync = list(summary.get("sync_standbys", []))
+    problems: list[str] = []
+    if candidate is not None and candidate == leader:
+        return {"do": False, "leader": leader, "candidate": candidate, "eligible": [], "problems": []}
+    if not summary.get("healthy"):
+        problems += [*summary.get("problems", []), "A switchover needs a healthy cluster: fix the above first."]
+    if summary.get("paused"):
+        problems.append("The cluster is paused (maintenance mode): `patronictl resume` first.")
+    if summary.get("scheduled_switchover"):
+        problems.append(
+            f"A switchover is scheduled already ({summary['scheduled_switchover']}): let it run, or cancel it "
+            "with `patronictl flush <scope> switchover`."
+        )
+    replicas = [
+        name
+        for name, m in members.items()
+        if name != leader and m["state"] in RUNNING_STATES and not m["tags"].get("nofailover")
+    ]
+    # In synchronous mode Patroni promotes a synchronous standby only.
+    eligible = [name for name in replicas if name in sync] if sync else replicas
+    if candidate is not None:
+        if candidate not in members:
+            problems.append(f"{candidate} is not a member of the cluster (members: {', '.join(sorted(members))}).")
+        elif members[candidate]["tags"].get("nofailover"):
+            problems.append(f"{candidate} is tagged nofailover: it never becomes the leader; name another member.")
+        elif sync and candidate not in sync:
+            problems.append(
+                f"{candidate} is not a synchronous standby ({', '.join(sync)} is): with synchronous replication on, "
+                f"Patroni promotes only a synchronous standby, so no acknowledged write is lost. Switch over to "
+                f"{' or '.join(sync)}, or name no host."
+            )
+    elif not eligible:
+        problems.append("No member can take over: there is no running replica to switch over to.")
+    return {
+        "do": not problems,
+        "leader": leader,
+        "candidate": candidate,
+        "eligible": [candidate] if candidate is not None else eligible,
+        "problems": problems,
+    }
+
+
 # ------------------------------------------------------------------------------------ module plumbing
-# The options both modules take to reach the API (each module's DOCUMENTATION repeats them).
+# The options the modules take to reach the API (each module's DOCUMENTATION repeats them).
 API_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "endpoints": {"type": "list", "elements": "str", "default": ["127.0.0.1"]},
     "port": {"type": "int", "default": DEFAULT_PORT},
@@ -371,7 +428,7 @@ def api_problems(params: Mapping[str, Any]) -> list[str]:
 
 
 def asker(
-    params: Mapping[str, Any], method: str = "GET", body: Mapping[str, Any] | None = None
+    params: Mapping[str, Any], method: str = "GET", body: Mapping[str, Any] | None = None, as_text: bool = False
 ) -> Callable[[str], Any]:
     """A request with the module's API options, waiting for a URL."""
 
@@ -380,6 +437,7 @@ def asker(
             url,
             method=method,
             body=body,
+            as_text=as_text,
             user=params["user"],
             password=params["password"],
             timeout=params["timeout"],

@@ -110,7 +110,7 @@ def test_the_environment_file_names_every_postgres_member_the_sentinels_and_this
     env = env_file(host)
     # Every Patroni member, the first deployment's leader first: libpq finds the leader for writes
     # and a replica for reads, so a failover changes nothing here.
-    members = re.escape(f"{address(host, 'cluster-pg1')}:5432,{address(host, 'cluster-pg2')}:5432")
+    members = re.escape(",".join(f"{address(host, f'cluster-pg{n}')}:5432" for n in (1, 2, 3)))
     assert re.fullmatch(
         rf"postgresql://tutormax:[^@]+@{members}/tutormax\?target_session_attrs=read-write", env["DATABASE_URL"]
     )

@@ -149,13 +149,15 @@ def test_the_seeds_replication_queries_report_a_streaming_replica() -> None:
         "-Atc",
         "SELECT application_name, state, pg_wal_lsn_diff(sent_lsn, replay_lsn) AS lag_bytes FROM replication_status;",
     ).split()
-    assert len(rows) == 1
-    name, state, lag = rows[0].split("|")
-    assert name == "cluster-pg2"  # Patroni's member name
-    assert state == "streaming"
-    assert int(float(lag)) < 16 * 1024 * 1024
-    recovery = sh("cluster-pg2", "runuser", "-u", "postgres", "--", "psql", "-Atc", "SELECT pg_is_in_recovery();")
-    assert recovery.strip() == "t"
+    # Patroni's member names; one of them is the synchronous standby.
+    assert sorted(row.split("|")[0] for row in rows) == ["cluster-pg2", "cluster-pg3"], rows
+    for row in rows:
+        _, state, lag = row.split("|")
+        assert state == "streaming"
+        assert int(float(lag)) < 16 * 1024 * 1024
+    for replica in ("cluster-pg2", "cluster-pg3"):
+        recovery = sh(replica, "runuser", "-u", "postgres", "--", "psql", "-Atc", "SELECT pg_is_in_recovery();")
+        assert recovery.strip() == "t"
 
 
 def test_the_seeds_sentinel_command_names_one_master_that_all_sentinels_agree_on() -> None:
