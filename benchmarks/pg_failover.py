@@ -274,23 +274,25 @@ def main() -> None:
     parser.add_argument("--name", default="pg_failover")
     args = parser.parse_args()
     drill = Drill(tuple(args.members), args.client, args.password_file.read_text().split()[0])
-    trials: dict[str, list[dict[str, Any]]] = {"postmaster": [], "host": []}
+    trials: dict[str, list[dict[str, Any]]] = {"postmaster": [], "host": [], "rejoin": []}
     for n in range(args.trials):
         trials["postmaster"].append(drill.kill_postmaster_under_writes())
         time.sleep(5)
         lost = drill.kill_leader_host_under_writes()
         trials["host"].append(lost)
-        drill.restart_host_and_wait_rejoined(lost["leader_before"])
+        trials["rejoin"].append(drill.restart_host_and_wait_rejoined(lost["leader_before"]))
         print(
-            f"trial {n + 1}: postmaster {trials['postmaster'][-1]['writes_back_s']} s, host {lost['writes_back_s']} s"
+            f"trial {n + 1}: postmaster {trials['postmaster'][-1]['writes_back_s']} s, host {lost['writes_back_s']} s,"
+            f" rejoined {trials['rejoin'][-1]['rejoined_s']} s"
         )
         time.sleep(5)
     summary = {
-        kind: _summary([t["writes_back_s"] for t in runs if t["writes_back_s"] is not None])
-        for kind, runs in trials.items()
+        kind: _summary([t["writes_back_s"] for t in trials[kind] if t["writes_back_s"] is not None])
+        for kind in ("postmaster", "host")
     }
-    lost_total = sum(len(t["lost"]) for runs in trials.values() for t in runs)
-    drill.save(args.name, {"summary_writes_back_s": summary, "acknowledged_writes_lost": lost_total, "trials": trials})
+    summary["rejoin_s"] = _summary([t["rejoined_s"] for t in trials["rejoin"]])
+    lost_total = sum(len(t["lost"]) for kind in ("postmaster", "host") for t in trials[kind])
+    drill.save(args.name, {"summary_s": summary, "acknowledged_writes_lost": lost_total, "trials": trials})
 
 
 if __name__ == "__main__":

@@ -99,6 +99,46 @@ def test_multi_host_urls_reach_the_leader_and_a_standby_with_keepalives_and_tcp_
     asyncio.run(run())
 
 
+def test_the_read_pool_connects_to_the_standby_the_probe_reached_never_to_a_silent_host_listed_first(
+    pair: Postgres,
+) -> None:
+    """A host that takes the TCP connection and never answers (a lost host costs the same: libpq's
+    connect_timeout) listed before the standby: the probe pays for it once, in the background; the
+    read pool connects to the standby alone, so readers that need new connections get them at once."""
+
+    async def hold(db: Database) -> str:
+        token = read_sources.set([])
+        try:
+            async with db.read() as conn:
+                await conn.execute("SELECT pg_sleep(0.2)")
+            return ",".join(read_sources.get() or [])
+        finally:
+            read_sources.reset(token)
+
+    async def run(silent: int) -> tuple[str, float, list[str]]:
+        url = read_url(pair, [pair.primary_port, silent, pair.replica_port])
+        db = Database(write_url(pair), url, min_size=1, max_size=6, connect_timeout=2)
+        await db.open()
+        try:
+            await asyncio.wait_for(_until(lambda: db.replica_state == "up"), 20)
+            target = db._read_conninfo()
+            started = time.monotonic()
+            sources = await asyncio.gather(*(hold(db) for _ in range(6)))  # five more connections than kept
+            return target, time.monotonic() - started, list(sources)
+        finally:
+            await db.close()
+
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as silent:  # listens, never accepts
+        silent_port = silent.getsockname()[1]
+        target, took, sources = asyncio.run(run(silent_port))
+    assert f"port={pair.replica_port}" in target, target
+    assert str(silent_port) not in target
+    assert sources == ["replica"] * 6, sources
+    # Six reads of 0.2 s at once on new connections: well under the 2 s a silent host costs.
+    assert took < 1.5, took
+    print(f"\nsix concurrent reads on new connections past a silent host: {took:.2f} s")
+
+
 REFUSALS = """
 CREATE OR REPLACE FUNCTION refuse_write() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

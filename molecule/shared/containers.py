@@ -98,6 +98,9 @@ def create(platforms: list[dict[str, Any]]) -> list[str]:
         docker(*argv[name])
         for extra in networks[name][1:]:  # `docker run` joins the first one
             docker("network", "connect", extra, name)
+        # Until boot is over, systemd-tmpfiles may empty /tmp under Ansible's first module (seen: the
+        # prepare step's apt task lost its payload). Wait for boot to end, "running" or "degraded".
+        docker("exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait", check=False)
         return name
 
     with ThreadPoolExecutor(max_workers=8) as pool:

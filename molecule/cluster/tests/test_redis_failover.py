@@ -2,28 +2,23 @@
 
 The Sentinels promote a replica; the API's sends and the Celery workers follow the new master with no
 manual step: every export requested before, during and after the failover ends `done`, every worker
-answers a ping by its name within 30 s of the promotion, and the next site.yml run changes nothing
-and keeps the new master, and the PostgreSQL leader test_pg_failover.py's drills left. Runs after
-test_pg_failover.py and before test_rolling_update.py, which then rolls a release over the new
-topology. The figures are printed and saved to
-benchmarks/results/redis_failover_drill.json.
+answers a ping by its name within 30 s of the promotion. Runs after test_pg_failover.py and before
+test_rolling_update.py, which then rolls a release over the new topology; test_site_live.py's runs
+of site.yml must keep the new master and the PostgreSQL leader (changed=0 at the second). The
+figures are printed and saved to benchmarks/results/redis_failover_drill.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import REPO, secret, sh, site_yml
-
-sys.path.insert(0, str(REPO / "benchmarks"))
-from pg_failover import Drill
+from cluster_hosts import REPO, secret, sh
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -185,13 +180,6 @@ def test_celery_and_the_api_follow_a_redis_master_killed_under_exports() -> None
         },
     }
 
-    # The next site.yml run changes nothing and keeps the new master, and the PostgreSQL leader that
-    # test_pg_failover.py's failover and switchover left (not the inventory's postgres_primary).
-    pg = Drill(members=tuple(sorted(RUNNER.get_hosts("postgres"))), client="", app_password="")
-    pg_leader = pg.leader()
-    rc, changed, output = site_yml()
-    figures |= {"site_yml_rc": rc, "site_yml_changed": {h: n for h, n in changed.items() if n}}
-    figures |= {"patroni_leader_before_site_yml": pg_leader, "patroni_leader_after_site_yml": pg.leader()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "redis_failover_drill.json").write_text(json.dumps(figures, indent=2) + "\n")
     print("\nRedis master killed under exports:", json.dumps(figures, indent=1))
@@ -202,9 +190,4 @@ def test_celery_and_the_api_follow_a_redis_master_killed_under_exports() -> None
     assert not refused, f"export requests not accepted (s after the kill, status, reason): {refused}"
     assert states, "no export was accepted"
     assert set(states.values()) == {"done"}, figures["exports_by_status"]
-    assert rc == 0, output[-3000:]
-    assert changed, "no PLAY RECAP in the site.yml output"
-    assert not any(changed.values()), f"site.yml changed: {figures['site_yml_changed']}"
-    assert all(sentinel_master(h) == new for h in REDIS_HOSTS), "site.yml moved the master back"
-    assert pg_leader, "no Patroni leader before site.yml"
-    assert figures["patroni_leader_after_site_yml"] == pg_leader, "site.yml moved the PostgreSQL leader"
+    assert all(sentinel_master(h) == new for h in REDIS_HOSTS), "the Sentinels disagree on the new master"

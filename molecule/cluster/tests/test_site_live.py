@@ -6,7 +6,8 @@ release the collection ships).
    through the load balancer: no failed request, rc 0, every API and Celery process runs with the new
    setting, and no host was restarted outside its turn (the API hosts went one at a time).
 2. The next run, at -vvv and without a version: changed=0, every host still on the release the
-   rolling update installed, and no secret value in Ansible's output.
+   rolling update installed, the Redis master and the PostgreSQL leader the drills left kept (the
+   leader is not the inventory's postgres_primary by then), and no secret value in Ansible's output.
 3. No secret value on any host: journal, /var/log, world-readable files under /etc and /opt, and the
    command lines of every process (secret_scan.py).
 
@@ -25,11 +26,12 @@ from typing import Any
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
-from cluster_hosts import REPO, SECRETS, sh, site_yml
+from cluster_hosts import REPO, SECRETS, secret, sh, site_yml
 from secret_scan import scan_host, scan_text
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen
+from pg_failover import Drill
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -105,6 +107,28 @@ def save() -> None:
     print(json.dumps(FIGURES, indent=2, default=str))
 
 
+def leaders() -> dict[str, str]:
+    """Who leads now: the Redis master as the first Sentinel names it, and Patroni's leader."""
+    auth = {"REDISCLI_AUTH": secret("vault_redis_sentinel_password")}
+    sentinel = sorted(RUNNER.get_hosts("redis_sentinel"))[0]
+    master = sh(sentinel, "redis-cli", "--no-auth-warning", "-p", "26379", "SENTINEL", "get-master-addr-by-name",
+                "tutormax-master", env=auth).split()  # fmt: skip
+    pg = Drill(members=tuple(sorted(RUNNER.get_hosts("postgres"))), client="", app_password="")
+    return {"redis_master": master[0] if master else "", "patroni_leader": pg.leader() or ""}
+
+
+@pytest.fixture(scope="module")
+def drilled() -> dict[str, str]:
+    """The leaders the drills left (test_pg_failover.py, test_redis_failover.py), before site.yml runs here."""
+    found = leaders()
+    FIGURES["leaders_before"] = found
+    # The PostgreSQL drills moved the leader off the inventory's postgres_primary (a failover, then a
+    # switchover to the synchronous standby): keeping it is then something site.yml has to do.
+    assert found["patroni_leader"], "no Patroni leader"
+    assert found["patroni_leader"] not in RUNNER.get_hosts("postgres_primary"), found
+    return found
+
+
 @pytest.fixture(scope="module")
 def inventories(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
     return extra_inventory(tmp_path_factory.mktemp("inventory"))
@@ -119,7 +143,7 @@ def change_file(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.timeout(1200)
 def test_an_environment_change_rolls_over_api_and_celery_hosts_without_a_failed_request(
-    inventories: tuple[str, ...], change_file: str
+    inventories: tuple[str, ...], change_file: str, drilled: dict[str, str]
 ) -> None:
     api = api_hosts()
     units = {h: ["tutormax-api.service"] for h in api}
@@ -168,11 +192,12 @@ def test_an_environment_change_rolls_over_api_and_celery_hosts_without_a_failed_
     wrong = {h: {u: v for u, v in us.items() if not v or set(v) != {"WARNING"}} for h, us in after.items()}
     assert not any(wrong.values()), wrong
     assert {h: live_release(h) for h in units} == releases, "site.yml changed the release"
+    assert leaders() == drilled, "site.yml moved the Redis master or the PostgreSQL leader"
 
 
 @pytest.mark.timeout(900)
-def test_the_next_run_at_vvv_changes_nothing_keeps_the_release_and_prints_no_secret(
-    inventories: tuple[str, ...], change_file: str
+def test_the_next_run_at_vvv_changes_nothing_keeps_the_release_and_the_leaders_and_prints_no_secret(
+    inventories: tuple[str, ...], change_file: str, drilled: dict[str, str]
 ) -> None:
     shipped = (REPO / "app" / "src" / "tutormax" / "VERSION").read_text().strip()
     hosts = sorted({*api_hosts(), *WORKER_HOSTS})
@@ -192,12 +217,14 @@ def test_the_next_run_at_vvv_changes_nothing_keeps_the_release_and_prints_no_sec
         "secrets_found": leaked,
         "release": sorted(set(versions.values())),
         "shipped": shipped,
+        "leaders_after": leaders(),
     }
     save()
     assert rc == 0, output[-4000:]
     assert changed, "no PLAY RECAP in the output"
     assert not any(changed.values()), f"site.yml changed: {FIGURES['next_run_vvv']['changed']}"
     assert versions == releases, "site.yml without a version changed the release"
+    assert FIGURES["next_run_vvv"]["leaders_after"] == drilled, "site.yml moved the Redis master or PostgreSQL leader"
     assert f"Release {releases[hosts[0]]} (what the app hosts run)" in " ".join(output.split())
     assert not leaked, f"secret values in site.yml -vvv output: {leaked}"
 

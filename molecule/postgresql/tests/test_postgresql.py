@@ -5,7 +5,7 @@ pg-client is in group `api` (an application host, no PostgreSQL server); it is t
 besides the members that pg_hba.conf lets in. The three hosts are the etcd cluster. side_effect.yml
 has written a row, converged again with a reloadable setting changed and restarted the primary
 (through Patroni) for a postmaster setting; the tests compare its snapshots (side_effect.json).
-The failover drills (test_switchover_and_failover.py) run after these: they move the leader.
+The postmaster drill (test_postmaster_killed.py) runs after these.
 """
 
 from __future__ import annotations

@@ -42,8 +42,13 @@ A pooled connection stays with the server it reached, so the pools are kept on t
   ``open()`` starts it, ``close()`` stops it) starts a new attempt every ``MONITOR_INTERVAL`` while
   requests wait for a connection or a pool is below its minimum;
 * the monitor also asks the replica every ``MONITOR_INTERVAL`` whether it is a working standby,
-  within ``CHECK_TIMEOUT``. While it is not, reads go to the write pool without touching the read
-  pool, and reads that were waiting on the replica are cut off (``fetch_one`` then asks the primary);
+  within ``PROBE_TIMEOUT`` (so a replica that stops answering is found within a second). The probe
+  has a connection of its own, made through the multi-host URL; the read pool then connects to the
+  one standby that connection reached (``_pin_replica``), so a new read connection never waits
+  ``connect_timeout`` on a dead host listed before it, and when the probe reconnects to another
+  standby the read pool moves there. While the replica does not answer, reads go to the write pool
+  without touching the read pool, and reads that were waiting on the replica are cut off
+  (``fetch_one`` then asks the primary);
 * TCP keepalives and ``tcp_user_timeout`` (``TCP_KWARGS``) end connections to a host that vanished
   (power off, network partition) instead of waiting minutes for TCP. A server *process* that hangs
   is not caught by TCP (its kernel still acknowledges everything), only by the bounded checks: on a
@@ -65,6 +70,7 @@ from typing import Literal, TypeAlias, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -84,10 +90,13 @@ SERVER_GONE: tuple[type[psycopg.Error], ...] = (
     errors.CannotConnectNow,  # 57P03
 )
 
-#: Seconds a server has to answer a check (at checkout, and the monitor's probe of the replica).
+#: Seconds a server has to answer a check at checkout.
 CHECK_TIMEOUT = 1.0
+#: Seconds the replica has to answer the monitor's probe. With MONITOR_INTERVAL, a replica that stops
+#: answering is found within a second: reads go to the primary from then on.
+PROBE_TIMEOUT = 0.5
 #: Seconds between the monitor's rounds: replica probe, and a new connection attempt for a pool in need.
-MONITOR_INTERVAL = 1.0
+MONITOR_INTERVAL = 0.5
 #: Seconds a pool keeps retrying a failed connection attempt before it leaves that to the monitor.
 RECONNECT_TIMEOUT = 1.0
 #: libpq TCP settings: an idle connection to a vanished host is found dead after 5 + 3 x 1 s, and
@@ -186,7 +195,7 @@ class _Pool(AsyncConnectionPool[Conn]):
 
 
 def _pool(
-    conninfo: str,
+    conninfo: str | Callable[[], str],
     name: str,
     *,
     check: Callable[[Conn], Awaitable[None]],
@@ -243,9 +252,12 @@ class Database:
             kwargs=self._kwargs,
         )
         self._replica_dsn = replica_dsn
+        #: The one standby the monitor's probe reached (its host and port in the replica URL): the read
+        #: pool connects there, so a new read connection never waits on a dead host listed before it.
+        self._replica_target: str | None = None
         self._replica = (
             _pool(
-                replica_dsn,
+                self._read_conninfo,
                 "replica",
                 check=self._check_replica,
                 min_size=min_size,
@@ -262,6 +274,10 @@ class Database:
         #: Replica connections lent to readers right now (cut off when the replica stops answering).
         self._replica_lent: set[Conn] = set()
         self._monitor: asyncio.Task[None] | None = None
+
+    def _read_conninfo(self) -> str:
+        """Where the read pool connects: the standby the probe found, else the whole replica URL."""
+        return self._replica_target or self._replica_dsn or ""
 
     @property
     def has_replica(self) -> bool:
@@ -439,7 +455,7 @@ class Database:
                     if conn is None:
                         # Bounded by connect_timeout per host (a hung server is caught by the query below).
                         conn = await psycopg.AsyncConnection[DictRow].connect(self._replica_dsn, **self._kwargs)  # type: ignore[arg-type]
-                    standby = await _bounded(conn, "SELECT pg_is_in_recovery()", CHECK_TIMEOUT)
+                    standby = await _bounded(conn, "SELECT pg_is_in_recovery()", PROBE_TIMEOUT)
                 except psycopg.Error as exc:
                     self._replica_failed(_first_line(exc), cut_readers=established)
                     if conn is not None:
@@ -447,6 +463,7 @@ class Database:
                     conn = None
                 else:
                     if standby:
+                        await self._pin_replica(conn)
                         await self._replica_answers()
                     else:
                         # Promoted: reads go to the write pool (the same server) until a standby exists.
@@ -458,6 +475,18 @@ class Database:
         finally:
             if conn is not None:
                 await conn.close()
+
+    async def _pin_replica(self, conn: Conn) -> None:
+        """Point the read pool at the standby the probe's connection reached (the first of the URL's
+        hosts that answered as a standby), dropping pooled connections to another server."""
+        assert self._replica is not None
+        target = make_conninfo(self._replica_dsn or "", host=conn.info.host, port=str(conn.info.port))
+        if target == self._replica_target:
+            return
+        if self._replica_target is not None:
+            log.warning("replica: reads go to %s:%s from now on", conn.info.host, conn.info.port)
+        self._replica_target = target
+        await self._replica.drain()
 
     async def _replica_answers(self) -> None:
         if self._replica_state == "up":
