@@ -103,7 +103,7 @@ class Drill:
         )
 
     # ------------------------------------------------------------------ the writer
-    def _start_writer(self, seconds: int) -> None:
+    def start_writer(self, seconds: int) -> None:
         # The password reaches the client through a root-only passfile on stdin, never a command line.
         docker(
             "exec",
@@ -131,10 +131,14 @@ class Drill:
         )
         time.sleep(1.5)
 
-    def _stop_writer(self) -> list[tuple[float, float, bool, int | None]]:
+    def stop_writer(self) -> list[tuple[float, float, bool, int | None]]:
         """Each attempt: when it started, when it ended, acknowledged or not, the row's id."""
         docker("exec", self.client, "touch", STOP)
         time.sleep(3.0)
+        return self.writer_rows()
+
+    def writer_rows(self) -> list[tuple[float, float, bool, int | None]]:
+        """The writer's attempts so far (see stop_writer)."""
         rows = []
         for line in docker("exec", self.client, "cat", LOG).splitlines():
             parts = line.split()
@@ -143,7 +147,7 @@ class Drill:
                 rows.append((float(parts[0]), float(parts[1]), ok, int(parts[3]) if ok and len(parts) > 3 else None))
         return rows
 
-    def _missing(self, ids: list[int], leader: str) -> list[int]:
+    def missing(self, ids: list[int], leader: str) -> list[int]:
         if not ids:
             return []
         found = docker(
@@ -190,18 +194,35 @@ class Drill:
             "attempts": len(rows),
             "acknowledged": len(acknowledged),
             "failed": sum(1 for r in rows if not r[2]),
-            "lost": self._missing(acknowledged, leader),
+            "lost": self.missing(acknowledged, leader),
         }
+
+    @staticmethod
+    def longest_outage(rows: list[tuple[float, float, bool, int | None]]) -> dict[str, Any]:
+        """The longest run of failed attempts: from the start of its first attempt to the end of the
+        next acknowledged one (seconds), when it began (epoch), and how many attempts failed in it."""
+        best: dict[str, Any] = {"seconds": 0.0, "began": None, "failed_attempts": 0}
+        first: tuple[float, float, bool, int | None] | None = None
+        failed = 0
+        for row in rows:
+            if not row[2]:
+                first = first or row
+                failed += 1
+            elif first is not None:
+                if row[1] - first[0] > best["seconds"]:
+                    best = {"seconds": round(row[1] - first[0], 2), "began": first[0], "failed_attempts": failed}
+                first, failed = None, 0
+        return best
 
     # ------------------------------------------------------------------ the faults
     def kill_postmaster_under_writes(self, observe: float = 20) -> dict[str, Any]:
         leader = self.leader()
         assert leader, "no leader before the drill"
-        self._start_writer(int(observe) + 30)
+        self.start_writer(int(observe) + 30)
         fault_at = time.time()
         docker("exec", leader, "sh", "-c", f"kill -9 $(head -1 {DATA_DIR}/postmaster.pid)")
         time.sleep(observe)
-        rows = self._stop_writer()
+        rows = self.stop_writer()
         now = self.wait_leader(None, 30)
         return {
             "fault": "postmaster SIGKILL",
@@ -213,14 +234,14 @@ class Drill:
     def kill_leader_host_under_writes(self, observe: float = 40) -> dict[str, Any]:
         leader = self.leader()
         assert leader, "no leader before the drill"
-        self._start_writer(int(observe) + 30)
+        self.start_writer(int(observe) + 30)
         fault_at = time.time()
         docker("kill", leader)
         new = self.wait_leader(leader, observe + 30)
         remaining = observe - (time.time() - fault_at)
         if remaining > 0:
             time.sleep(remaining)
-        rows = self._stop_writer()
+        rows = self.stop_writer()
         return {
             "fault": "leader container killed",
             "leader_before": leader,
@@ -272,8 +293,18 @@ def main() -> None:
     parser.add_argument("--password-file", type=Path, required=True)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--name", default="pg_failover")
+    parser.add_argument(
+        "--start-writer",
+        type=int,
+        metavar="SECONDS",
+        help="only start the writer in the background for at most SECONDS (a drill that outlives this process, "
+        "such as the postgresql scenario's migration: its side effect stops it, its test reads the log)",
+    )
     args = parser.parse_args()
     drill = Drill(tuple(args.members), args.client, args.password_file.read_text().split()[0])
+    if args.start_writer:
+        drill.start_writer(args.start_writer)
+        return
     trials: dict[str, list[dict[str, Any]]] = {"postmaster": [], "host": [], "rejoin": []}
     for n in range(args.trials):
         trials["postmaster"].append(drill.kill_postmaster_under_writes())

@@ -46,9 +46,9 @@ A pooled connection stays with the server it reached, so the pools are kept on t
   has a connection of its own, made through the multi-host URL; the read pool then connects to the
   one standby that connection reached (``_pin_replica``), so a new read connection never waits
   ``connect_timeout`` on a dead host listed before it, and when the probe reconnects to another
-  standby the read pool moves there. While the replica does not answer, reads go to the write pool
-  without touching the read pool, and reads that were waiting on the replica are cut off
-  (``fetch_one`` then asks the primary);
+  standby the read pool moves there (its connections are made again before reads return to it).
+  While the replica does not answer, reads go to the write pool without touching the read pool,
+  and reads that were waiting on the replica are cut off (``fetch_one`` then asks the primary);
 * TCP keepalives and ``tcp_user_timeout`` (``TCP_KWARGS``) end connections to a host that vanished
   (power off, network partition) instead of waiting minutes for TCP. A server *process* that hangs
   is not caught by TCP (its kernel still acknowledges everything), only by the bounded checks: on a
@@ -485,8 +485,15 @@ class Database:
             return
         if self._replica_target is not None:
             log.warning("replica: reads go to %s:%s from now on", conn.info.host, conn.info.port)
+        idle = int(self._replica.get_stats().get("pool_available", 0))
         self._replica_target = target
+        # drain() closes the idle connections and has the pool open as many new ones (to the target).
         await self._replica.drain()
+        if not idle:
+            await self._replica.check()  # grows an empty pool by one
+        # Before reads come back (the state is not "up" yet): a read then never waits for a new
+        # connection's handshake.
+        await _until_available(self._replica, max(1, idle))
 
     async def _replica_answers(self) -> None:
         if self._replica_state == "up":
@@ -498,6 +505,14 @@ class Database:
         await self._replica.check()
         self._replica_state = "up"
         self._replica_known.set()
+
+
+async def _until_available(pool: _Pool, count: int) -> None:
+    """Wait until ``pool`` has ``count`` idle connections, at most CHECK_TIMEOUT (the pool's own
+    workers connect; nothing is started here, so a cancelled wait leaves nothing behind)."""
+    deadline = asyncio.get_running_loop().time() + CHECK_TIMEOUT
+    while pool.get_stats().get("pool_available", 0) < count and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
 
 
 async def _has_replayed(conn: Conn, lsn: str) -> bool:
