@@ -7,7 +7,8 @@ leader these drills leave (changed=0), and test_rolling_update.py, which rolls a
 looked for on the leader afterwards.
 
 1. A replica's host lost (`docker kill` of the first standby, the one the API reads from): no read
-   fails; after the first second no read is slower than before the fault; the replica rejoins.
+   fails; after the first second no read is slower than usual (SLOW_FACTOR, SLOW_FLOOR_MS); the
+   replica rejoins.
 2. The leader's host lost (`docker kill`): Patroni promotes the synchronous standby; writes come
    back, refused meanwhile with 503 and Retry-After (never another 5xx); the old leader rejoins as a
    replica by itself when its host is started again.
@@ -47,8 +48,12 @@ RATE = 110.0
 RECOVERY_BOUND_S = 60.0
 #: Writes refused during a planned switchover: Patroni stops the leader and promotes another at once.
 SWITCHOVER_BOUND_S = 15.0
-#: A read slower than the slowest read of the baseline by this factor is "slower than usual".
+#: A read is "slower than usual" above this factor of the slowest read of the 10 s before the fault,
+#: or above SLOW_FLOOR_MS if that is more: this machine's own jitter under the load (reads of 40-70 ms
+#: come and go with no fault, e.g. while a container starts), well under the symptoms this catches
+#: (about 1 s: a read waiting for its pool; 100-250 ms: reads waiting for new connections).
 SLOW_FACTOR = 3.0
+SLOW_FLOOR_MS = 100.0
 FIGURES: dict[str, Any] = {}
 ACKNOWLEDGED: list[str] = []
 
@@ -168,7 +173,7 @@ def test_a_lost_replica_costs_reads_nothing_after_the_first_second() -> None:
         ],
     )
     before = [r.latency_ms for r in gets(records) if fault - 10 <= r.t < fault]
-    slow_limit = SLOW_FACTOR * max(before)
+    slow_limit = max(SLOW_FACTOR * max(before), SLOW_FLOOR_MS)
     slow = [
         (round(r.t - fault, 1), r.kind, r.latency_ms)
         for r in gets(records)
