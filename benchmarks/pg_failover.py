@@ -66,6 +66,18 @@ def docker(*argv: str, check: bool = True, stdin: str | None = None, timeout: fl
     return done.stdout
 
 
+def writes_back(attempts: list[tuple[float, float, bool]], fault_at: float) -> float | None:
+    """Seconds from the fault until writes were accepted again: to the end of the first acknowledged
+    attempt that started after the first one the fault failed (one that ended after the fault). No
+    failed attempt: 0. None when none was acknowledged after it. Each attempt: (start, end, ok)."""
+    ordered = sorted(attempts)
+    first_fail = next((a for a in ordered if not a[2] and a[1] >= fault_at), None)
+    if first_fail is None:
+        return 0.0
+    ok = next((a for a in ordered if a[2] and a[0] >= first_fail[0]), None)
+    return round(ok[1] - fault_at, 2) if ok else None
+
+
 @dataclass
 class Drill:
     """The members' and the client's containers, and the app user's password."""
@@ -181,13 +193,7 @@ class Drill:
     ) -> dict[str, Any]:
         """Writes are back when an attempt acknowledged after the first one the fault failed (an
         attempt that ended after the fault). No failed attempt at all: 0."""
-        first_fail = next((r for r in rows if not r[2] and r[1] >= fault_at), None)
-        back = None
-        if first_fail is None:
-            back = 0.0
-        else:
-            ok = next((r for r in rows if r[2] and r[0] >= first_fail[0]), None)
-            back = round(ok[1] - fault_at, 2) if ok else None
+        back = writes_back([(r[0], r[1], r[2]) for r in rows], fault_at)
         acknowledged = [r[3] for r in rows if r[2] and r[3] is not None]
         return {
             "writes_back_s": back,

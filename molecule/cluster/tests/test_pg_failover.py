@@ -35,7 +35,7 @@ from cluster_hosts import REPO, sh
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen
-from pg_failover import Drill
+from pg_failover import Drill, writes_back
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -84,14 +84,8 @@ def refusals(records: list[loadgen.Record]) -> dict[str, Any]:
 
 
 def writes_back_after(records: list[loadgen.Record], fault: float) -> float | None:
-    """Seconds from the fault to the first write acknowledged after the first write it failed
-    (0 when none failed; None when none succeeded after)."""
-    posts = sorted(writes(records), key=lambda r: r.t)
-    first_fail = next((r for r in posts if not r.ok and r.t + r.latency_ms / 1000 >= fault), None)
-    if first_fail is None:
-        return 0.0
-    ok = next((r for r in posts if r.ok and r.t >= first_fail.t), None)
-    return round(ok.t + ok.latency_ms / 1000 - fault, 1) if ok else None
+    """benchmarks/pg_failover.py's rule, on the load's writes (each sent at t, answered latency later)."""
+    return writes_back([(r.t, r.t + r.latency_ms / 1000, r.ok) for r in writes(records)], fault)
 
 
 def under_load(seconds: float) -> loadgen.LoadGenerator:
