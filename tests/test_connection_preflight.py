@@ -39,26 +39,26 @@ def run(tmp_path: Path, **settings: Any) -> tuple[int, str]:  # noqa: ANN401
 def test_the_defaults_fit_and_the_run_says_how_many_are_left(tmp_path: Path) -> None:
     rc, out = run(tmp_path)
     assert rc == 0, out[-3000:]
-    # 3 API hosts x 4 workers x (10 + 1) = 132; 2 Celery hosts x 1 x 2 processes x 3 = 12; 200 - 10 reserved.
-    assert "The clients need 144 connections and 190 are available" in out
-    assert "46 to spare" in out
+    # 3 API hosts x 4 workers x (10 + 2) = 144; 2 Celery hosts x 1 x 2 processes x 3 = 12; 200 - 10 reserved.
+    assert "The clients need 156 connections and 190 are available" in out
+    assert "34 to spare" in out
 
 
 def test_too_many_workers_are_refused_naming_every_number_and_the_fix(tmp_path: Path) -> None:
     rc, out = run(tmp_path, app_release_workers=6, app_release_database_pool_size=12, celery_worker_concurrency=4)
     assert rc != 0
-    # 3 x 6 x 13 = 234 and 2 x 4 x 3 = 24: 258 > 190.
-    assert "The clients need 258 connections but only 190 are available" in out, out[-3000:]
+    # 3 x 6 x 14 = 252 and 2 x 4 x 3 = 24: 276 > 190.
+    assert "The clients need 276 connections but only 190 are available" in out, out[-3000:]
     assert "(postgresql_max_connections 200 minus 10 reserved)" in out
-    assert "raise postgresql_max_connections to 268 or more" in out
-    assert "API on api1: 1 host x 6 processes x 13 connections = 78" in out
+    assert "raise postgresql_max_connections to 286 or more" in out
+    assert "API on api1: 1 host x 6 processes x 14 connections = 84" in out
     assert "Celery on w1: 1 host x 4 processes x 3 connections = 12" in out
 
 
 def test_a_smaller_max_connections_is_refused_and_a_larger_one_fits(tmp_path: Path) -> None:
     rc, out = run(tmp_path, postgresql_max_connections=100)
     assert rc != 0
-    assert "The clients need 144 connections but only 90 are available" in out
-    rc, out = run(tmp_path, postgresql_max_connections=154)
+    assert "The clients need 156 connections but only 90 are available" in out
+    rc, out = run(tmp_path, postgresql_max_connections=166)
     assert rc == 0, out[-3000:]
     assert "0 to spare" in out

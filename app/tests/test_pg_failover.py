@@ -26,7 +26,15 @@ import pytest
 
 from conftest import run_migrate, settings_from, unique_email
 from harness import Postgres, Stack, stop_process, wait_until
-from tutormax.data.db import UNAVAILABLE_ERRORS, Conn, Database, read_sources
+from tutormax.data.db import (
+    MONITOR_INTERVAL,
+    PRIMARY_READ_POOL,
+    PROBE_TIMEOUT,
+    UNAVAILABLE_ERRORS,
+    Conn,
+    Database,
+    read_sources,
+)
 from tutormax.data.resources import open_resources
 
 #: A write succeeds again this soon after the promotion (aim: a second or two).
@@ -39,6 +47,8 @@ PROMOTION_AFTER = 20.0
 PROMOTION_AFTER_READ_ONLY = 3.0
 #: After the first second of a replica outage, no read takes longer than this.
 READ_BOUND = 0.2
+#: Concurrent readers in the outage drill, against a read pool of READERS // 2 connections.
+READERS = 6
 #: Reads come from the replica again this soon after it is back.
 READ_RETURN_BOUND = 5.0
 
@@ -265,12 +275,13 @@ def test_reads_skip_a_replica_that_is_down_or_hangs_after_the_first_second_and_r
     pair: Postgres, outage: str
 ) -> None:
     async def run() -> dict[str, Any]:
-        db = Database(write_url(pair), read_url(pair), min_size=1, max_size=4)
+        db = Database(write_url(pair), read_url(pair), min_size=1, max_size=READERS // 2)
         await db.open()
         try:
             await asyncio.wait_for(_until(lambda: db.replica_state == "up"), 10)
             stop = asyncio.Event()
-            reader = asyncio.create_task(_read_through(db, stop))
+            # More readers than the pool has connections: some wait in the pool's queue when it hangs.
+            readers = [asyncio.create_task(_read_through(db, stop)) for _ in range(READERS)]
             await asyncio.sleep(0.5)
             if outage == "stopped":
                 await asyncio.to_thread(pair.stop_server, pair.replica_dir, "immediate")
@@ -287,7 +298,7 @@ def test_reads_skip_a_replica_that_is_down_or_hangs_after_the_first_second_and_r
             await asyncio.wait_for(_until(lambda: db.replica_state == "up"), READ_RETURN_BOUND + 5)
             await asyncio.sleep(1.0)
             stop.set()
-            reads = await reader
+            reads = sorted((r for done in await asyncio.gather(*readers) for r in done), key=lambda r: r.started)
         finally:
             await db.close()
         return {"reads": reads, "down": down, "resumed_at": resumed_at, "resumed": resumed}
@@ -297,6 +308,17 @@ def test_reads_skip_a_replica_that_is_down_or_hangs_after_the_first_second_and_r
     down, resumed_at, resumed = result["down"], result["resumed_at"], result["resumed"]
     assert [r for r in reads if r.error] == [], "a read failed"
     during = [r for r in reads if down <= r.started < resumed_at]
+    # Reads under way when it went (running a query, or waiting for a connection or its check) end
+    # when the monitor's probe finds it gone (at most MONITOR_INTERVAL + PROBE_TIMEOUT), not later.
+    found_by = down + MONITOR_INTERVAL + PROBE_TIMEOUT
+    held = [
+        (round(r.started - down, 2), round(r.took, 3))
+        for r in during
+        if r.started < found_by and r.started + r.took > found_by + READ_BOUND
+    ]
+    assert held == [], f"reads held past the probe's finding (started s after the outage, took s): {held}"
+    assert held == [], f"reads of the first second held past it (started s after the outage, took s): {held}"
+
     settled = [r for r in during if r.started >= down + 1.0]
     assert len(settled) >= 30, len(settled)
     slow = [(round(r.started - down, 2), round(r.took, 3)) for r in settled if r.took > READ_BOUND]
@@ -433,3 +455,47 @@ async def _promote_while_writing(pg: Postgres, demotion: str, after: float) -> d
     finally:
         await db.close()
     return {"recovered": recovered, "promote_s": promote_s, "failed": failed, "errors": errors, "read_sources": sources}
+
+
+def test_reads_on_the_primary_do_not_queue_behind_writes_waiting_for_a_synchronous_standby(pair: Postgres) -> None:
+    """A lost synchronous standby holds every commit until Patroni names another; reads that go to the
+    primary meanwhile (no replica here) still find a connection of the write pool."""
+    stalled = 6  # more writes than the write pool has connections
+
+    async def run() -> tuple[list[float], int]:
+        db = Database(write_url(pair), None, min_size=1, max_size=4, timeout=3.0, primary_read_pool=PRIMARY_READ_POOL)
+        await db.open()
+        writes: list[asyncio.Task[None]] = []
+        try:
+            async with db.primary() as conn:
+                await conn.execute("CREATE TABLE IF NOT EXISTS stalled_commits (id serial PRIMARY KEY)")
+            await asyncio.to_thread(_synchronous_standby, pair, "nobody")  # no such standby: commits wait
+            writes = [asyncio.create_task(_insert(db)) for _ in range(stalled)]
+            await asyncio.sleep(0.5)
+            took = []
+            for _ in range(20):
+                started = time.monotonic()
+                await db.fetch_one(_in_recovery)
+                took.append(time.monotonic() - started)
+            waiting = sum(1 for w in writes if not w.done())
+        finally:
+            await asyncio.to_thread(_synchronous_standby, pair, "")
+            await asyncio.gather(*writes, return_exceptions=True)
+            await db.close()
+        return took, waiting
+
+    took, waiting = asyncio.run(run())
+    assert waiting == stalled, f"only {waiting} of {stalled} writes were waiting on their commit"
+    assert max(took) < READ_BOUND, f"reads waited behind the stalled writes: {[round(t, 3) for t in took]}"
+
+
+async def _insert(db: Database) -> None:
+    async with db.primary() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = on")  # the test servers run with it off
+        await conn.execute("INSERT INTO stalled_commits DEFAULT VALUES")
+
+
+def _synchronous_standby(pg: Postgres, name: str) -> None:
+    with pg.admin() as conn:
+        conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'")
+        conn.execute("SELECT pg_reload_conf()")

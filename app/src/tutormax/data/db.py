@@ -47,8 +47,13 @@ A pooled connection stays with the server it reached, so the pools are kept on t
   one standby that connection reached (``_pin_replica``), so a new read connection never waits
   ``connect_timeout`` on a dead host listed before it, and when the probe reconnects to another
   standby the read pool moves there (its connections are made again before reads return to it).
-  While the replica does not answer, reads go to the write pool without touching the read pool,
-  and reads that were waiting on the replica are cut off (``fetch_one`` then asks the primary);
+  While the replica does not answer, reads go to the primary without touching the read pool,
+  and reads that were waiting on the replica are cut off, whether running a query or still waiting
+  for a connection or its check (``fetch_one`` then asks the primary);
+* reads that go to the primary (the replica down, a read-your-own-write, a row not yet on the
+  replica) have a pool of their own in the API (``primary_read_pool`` connections, at most, on the
+  leader): a write can wait seconds on its commit (a synchronous standby lost: until Patroni names
+  another, up to its loop_wait), and those reads must not queue behind it for the write pool;
 * TCP keepalives and ``tcp_user_timeout`` (``TCP_KWARGS``) end connections to a host that vanished
   (power off, network partition) instead of waiting minutes for TCP. A server *process* that hangs
   is not caught by TCP (its kernel still acknowledges everything), only by the bounded checks: on a
@@ -90,13 +95,19 @@ SERVER_GONE: tuple[type[psycopg.Error], ...] = (
     errors.CannotConnectNow,  # 57P03
 )
 
+#: True on a server that takes writes (the leader).
+WRITABLE = "SELECT current_setting('transaction_read_only') = 'off'"
 #: Seconds a server has to answer a check at checkout.
 CHECK_TIMEOUT = 1.0
+#: Connections of the API's pool for reads on the primary (each process; playbooks count them in
+#: the connection budget): reads are short, two serve hundreds a second.
+PRIMARY_READ_POOL = 2
 #: Seconds the replica has to answer the monitor's probe. With MONITOR_INTERVAL, a replica that stops
-#: answering is found within a second: reads go to the primary from then on.
+#: answering is found within 0.75 s (a quarter of a second spare in "nothing after the first
+#: second" for a loaded host): reads go to the primary from then on.
 PROBE_TIMEOUT = 0.5
 #: Seconds between the monitor's rounds: replica probe, and a new connection attempt for a pool in need.
-MONITOR_INTERVAL = 0.5
+MONITOR_INTERVAL = 0.25
 #: Seconds a pool keeps retrying a failed connection attempt before it leaves that to the monitor.
 RECONNECT_TIMEOUT = 1.0
 #: libpq TCP settings: an idle connection to a vanished host is found dead after 5 + 3 x 1 s, and
@@ -232,6 +243,7 @@ class Database:
         connect_timeout: int = 3,
         statement_timeout_ms: int = 15000,
         application_name: str = "tutormax",
+        primary_read_pool: int = 0,
     ) -> None:
         self._kwargs: dict[str, object] = {
             "autocommit": True,
@@ -250,6 +262,21 @@ class Database:
             max_size=max_size,
             timeout=timeout,
             kwargs=self._kwargs,
+        )
+        #: Reads on the primary: a pool of their own (never queued behind writes waiting on their
+        #: commit), or with none (a Celery task's reads and writes take turns) the write pool.
+        self._primary_reads = (
+            _pool(
+                primary_dsn,
+                "primary-reads",
+                check=self._check_primary_reads,
+                min_size=min(min_size, primary_read_pool),
+                max_size=primary_read_pool,
+                timeout=timeout,
+                kwargs=self._kwargs,
+            )
+            if primary_read_pool
+            else self._primary
         )
         self._replica_dsn = replica_dsn
         #: The one standby the monitor's probe reached (its host and port in the replica URL): the read
@@ -271,6 +298,8 @@ class Database:
         #: What the monitor last found: reads use the replica only while it is "up".
         self._replica_state: Literal["unknown", "up", "down"] = "unknown"
         self._replica_known = asyncio.Event()
+        #: Set while the replica is "down": readers still waiting for a replica connection give up.
+        self._replica_gone = asyncio.Event()
         #: Replica connections lent to readers right now (cut off when the replica stops answering).
         self._replica_lent: set[Conn] = set()
         self._monitor: asyncio.Task[None] | None = None
@@ -297,6 +326,8 @@ class Database:
     async def open(self) -> None:
         """Start the pools without waiting (the service starts even while a database is down) and the monitor."""
         await self._primary.open(wait=False)
+        if self._primary_reads is not self._primary:
+            await self._primary_reads.open(wait=False)
         if self._replica is not None:
             await self._replica.open(wait=False)
         self._monitor = asyncio.create_task(self._run_monitor(), name="tutormax-db-monitor")
@@ -309,6 +340,8 @@ class Database:
                 await self._monitor
             self._monitor = None
         await self._primary.close()
+        if self._primary_reads is not self._primary:
+            await self._primary_reads.close()
         if self._replica is not None:
             await self._replica.close()
 
@@ -334,25 +367,38 @@ class Database:
         async with self._read(min_lsn) as (conn, _on_replica):
             yield conn
 
+    async def fetch(self, query: Callable[[Conn], Awaitable[T]], min_lsn: str | None = None) -> T:
+        """Run ``query`` on a read connection; when the replica is lost under it, run it again on the
+        primary (a read in flight as the replica dies is answered, not a 503)."""
+        result, _on_replica = await self._fetch(query, min_lsn)
+        return result
+
     async def fetch_one(self, query: Callable[[Conn], Awaitable[T | None]], min_lsn: str | None = None) -> T | None:
-        """Run ``query`` on a read connection; if the replica has no row, or fails, ask the primary.
+        """``fetch``, and if the replica has no row, ask the primary.
 
         Write markers live in Redis and can be lost (Redis failover, expiry during a long lag), so
         "not on the replica" is confirmed on the primary before it becomes a 404.
         """
-        result: T | None = None
+        result, on_replica = await self._fetch(query, min_lsn)
+        if result is None and on_replica:
+            result = await self._on_primary(query)
+        return result
+
+    async def _fetch(self, query: Callable[[Conn], Awaitable[T]], min_lsn: str | None) -> tuple[T, bool]:
+        """``query``'s result and whether the replica gave it."""
         on_replica = False
         try:
             async with self._read(min_lsn) as (conn, on_replica):
-                result = await query(conn)
+                return await query(conn), on_replica
         except UNAVAILABLE_ERRORS as exc:
             if not (on_replica and _lost(exc)):
                 raise
-        if result is None and on_replica:
-            async with self._primary.connection(timeout=self._timeout) as conn:
-                note_read_source("primary")
-                result = await query(conn)
-        return result
+        return await self._on_primary(query), False
+
+    async def _on_primary(self, query: Callable[[Conn], Awaitable[T]]) -> T:
+        async with self._primary_reads.connection(timeout=self._timeout) as conn:
+            note_read_source("primary")
+            return await query(conn)
 
     @asynccontextmanager
     async def _read(self, min_lsn: str | None) -> AsyncIterator[tuple[Conn, bool]]:
@@ -360,7 +406,7 @@ class Database:
             conn: Conn | None = None
             if self._replica is not None and await self._replica_usable():
                 try:
-                    conn = await stack.enter_async_context(self._replica.connection(timeout=min(self._timeout, 1.0)))
+                    conn = await self._replica_connection(stack)
                     self._replica_lent.add(conn)
                     stack.callback(self._replica_lent.discard, conn)
                     if min_lsn is not None and not await _has_replayed(conn, min_lsn):
@@ -370,7 +416,7 @@ class Database:
                     conn = None
             on_replica = conn is not None
             if conn is None:
-                conn = await stack.enter_async_context(self._primary.connection(timeout=self._timeout))
+                conn = await stack.enter_async_context(self._primary_reads.connection(timeout=self._timeout))
             note_read_source("replica" if on_replica else "primary")
             try:
                 yield conn, on_replica
@@ -378,6 +424,36 @@ class Database:
                 if on_replica and _lost(exc):
                     self._replica_failed(type(exc).__name__)
                 raise
+
+    async def _replica_connection(self, stack: AsyncExitStack) -> Conn:
+        """A connection from the read pool, returned to it when ``stack`` closes.
+
+        The wait (for a free connection, then for its check) ends with OperationalError as soon as
+        the replica is found gone, not when the pool's timeout runs out: a connection's check on a
+        host that vanished would otherwise hold the read for CHECK_TIMEOUT.
+        """
+        pool = self._replica
+        assert pool is not None
+        getconn = asyncio.ensure_future(pool.getconn(min(self._timeout, 1.0)))
+        gone = asyncio.ensure_future(self._replica_gone.wait())
+        cancelled = False
+        try:
+            await asyncio.wait({getconn, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            gone.cancel()
+            if not getconn.done():
+                getconn.cancel()  # a check under way is severed; the pool discards that connection
+                await asyncio.wait({getconn})
+            if cancelled and not getconn.cancelled() and getconn.exception() is None:
+                await pool.putconn(getconn.result())  # it came as the read was cancelled
+        if getconn.cancelled():
+            raise psycopg.OperationalError("the replica stopped answering")
+        conn = getconn.result()
+        stack.push_async_callback(pool.putconn, conn)
+        return conn
 
     async def _replica_usable(self) -> bool:
         if self._replica_state == "unknown":
@@ -391,6 +467,7 @@ class Database:
             log.warning("replica unavailable (%s): reads go to the primary until it answers again", reason)
         self._replica_state = "down"
         self._replica_known.set()
+        self._replica_gone.set()
         if cut_readers:
             # Readers waiting on a server that stopped answering would wait as long as their client does.
             for conn in list(self._replica_lent):
@@ -410,7 +487,10 @@ class Database:
 
     # ------------------------------------------------------------------ checks and the monitor
     async def _check_primary(self, conn: Conn) -> None:
-        await self._check(self._primary, conn, "SELECT current_setting('transaction_read_only') = 'off'", "read-only")
+        await self._check(self._primary, conn, WRITABLE, "read-only")
+
+    async def _check_primary_reads(self, conn: Conn) -> None:
+        await self._check(self._primary_reads, conn, WRITABLE, "read-only")
 
     async def _check_replica(self, conn: Conn) -> None:
         assert self._replica is not None
@@ -429,19 +509,24 @@ class Database:
             raise
 
     async def _run_monitor(self) -> None:
-        await asyncio.gather(self._watch_replica(), self._keep_pools_connecting())
+        # A TaskGroup, not gather(): cancelled, it waits for both loops to finish their cleanup
+        # (gather() returns as soon as one child is cancelled and leaves the other running).
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_replica())
+            group.create_task(self._keep_pools_connecting())
 
     async def _keep_pools_connecting(self) -> None:
         """Start a connection attempt for a pool that clients wait on or that is below its minimum."""
         while True:
             await asyncio.sleep(MONITOR_INTERVAL)
-            for pool in (self._primary, self._replica if self._replica_state == "up" else None):
+            pools = {self._primary, self._primary_reads, self._replica if self._replica_state == "up" else None}
+            for pool in pools:
                 if pool is None:
                     continue
                 stats = pool.get_stats()
                 if stats.get("requests_waiting", 0) or stats.get("pool_size", 0) < stats.get("pool_min", 0):
                     # check() drops broken idle connections and grows the pool by one attempt.
-                    await pool.check()
+                    await _check(pool)
 
     async def _watch_replica(self) -> None:
         """Probe the replica every MONITOR_INTERVAL on a connection of its own; set the replica state."""
@@ -490,7 +575,7 @@ class Database:
         # drain() closes the idle connections and has the pool open as many new ones (to the target).
         await self._replica.drain()
         if not idle:
-            await self._replica.check()  # grows an empty pool by one
+            await _check(self._replica)  # grows an empty pool by one
         # Before reads come back (the state is not "up" yet): a read then never waits for a new
         # connection's handshake.
         await _until_available(self._replica, max(1, idle))
@@ -502,9 +587,19 @@ class Database:
             log.warning("replica answers again: reads go to it")
         assert self._replica is not None
         # Drop idle connections that died with the outage, and have one ready for the next read.
-        await self._replica.check()
+        await _check(self._replica)
+        self._replica_gone.clear()
         self._replica_state = "up"
         self._replica_known.set()
+
+
+async def _check(pool: _Pool) -> None:
+    """``pool.check()`` that keeps a cancellation: psycopg_pool counts a connection whose check is
+    cancelled as broken and goes on, so without this the monitor would outlive ``close()``."""
+    await pool.check()
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _until_available(pool: _Pool, count: int) -> None:

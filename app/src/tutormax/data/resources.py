@@ -10,7 +10,7 @@ from functools import partial
 from redis.asyncio import Redis
 
 from tutormax.data.cache import Cache
-from tutormax.data.db import Database
+from tutormax.data.db import PRIMARY_READ_POOL, Database
 from tutormax.data.events import EventHub
 from tutormax.data.mailer import Mailer
 from tutormax.data.redis_client import create_redis, current_master
@@ -54,6 +54,8 @@ async def open_resources(settings: Settings, *, api: bool) -> AsyncIterator[Reso
         connect_timeout=settings.database_connect_timeout,
         statement_timeout_ms=settings.database_statement_timeout_ms,
         application_name=f"tutormax-{'api' if api else 'worker'}-{settings.api_instance_id}",
+        # A task's reads and writes take turns; the API's reads must not queue behind its writes.
+        primary_read_pool=PRIMARY_READ_POOL if api else 0,
     )
     redis = create_redis(settings)
     resources = Resources(

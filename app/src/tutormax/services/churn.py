@@ -54,8 +54,7 @@ async def _latest_model(r: Resources) -> ChurnModel | None:
     cached = await r.cache.get(MODEL_KEY)
     if cached is not None:
         return None if cached == "null" else ChurnModel.model_validate_json(cached)
-    async with r.db.read() as conn:
-        model = await repo.latest_model(conn)
+    model = await r.db.fetch(repo.latest_model)
     await r.cache.put(MODEL_KEY, model.model_dump_json() if model else "null", overwrite=False)
     return model
 
@@ -64,8 +63,8 @@ async def churn_risk(r: Resources, tutor_id: int) -> ChurnRisk:
     """The latest model's churn probability for one tutor (risk null before the first training)."""
     await get_tutor(r, tutor_id)
     model = await _latest_model(r)
-    async with r.db.read(await r.cache.written_lsn(tutor_key(tutor_id))) as conn:
-        rows = await repo.features(conn, tutor_id)
+    min_lsn = await r.cache.written_lsn(tutor_key(tutor_id))
+    rows = await r.db.fetch(lambda conn: repo.features(conn, tutor_id), min_lsn)
     features = {name: float(rows[0][name]) for name in repo.FEATURES} if rows else {}
     if model is None:
         return ChurnRisk(tutor_id=tutor_id, risk=None, model_version=None, features=features)

@@ -35,8 +35,7 @@ async def get_daily_metrics(r: Resources, tutor_id: int, end: dt.date | None, da
     if cached is not None:
         note_read_source("cache")
         return _METRICS_LIST.validate_json(cached)
-    async with r.db.read() as conn:
-        rows = await repo.for_tutor(conn, tutor_id, start, end)
+    rows = await r.db.fetch(lambda conn: repo.for_tutor(conn, tutor_id, start, end))
     await r.cache.put_field(metrics_key(tutor_id), field, _METRICS_LIST.dump_json(rows).decode())
     return rows
 

@@ -65,8 +65,7 @@ async def get_score(r: Resources, tutor_id: int) -> PerformanceScore | None:
     if cached is not None:
         note_read_source("cache")
         return None if cached == "null" else PerformanceScore.model_validate_json(cached)
-    async with r.db.read() as conn:
-        score = await repo.latest_score(conn, tutor_id)
+    score = await r.db.fetch(lambda conn: repo.latest_score(conn, tutor_id))
     await r.cache.put(score_key(tutor_id), score.model_dump_json() if score else "null", overwrite=False)
     return score
 

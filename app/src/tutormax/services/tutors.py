@@ -62,6 +62,5 @@ async def get_tutor(r: Resources, tutor_id: int) -> Tutor:
 
 async def list_tutors(r: Resources, filters: TutorFilter, limit: int, offset: int) -> TutorPage:
     """A page of tutors from the replica (lists may trail the primary by the replication lag)."""
-    async with r.db.read() as conn:
-        items, total = await repo.page(conn, filters, limit, offset)
+    items, total = await r.db.fetch(lambda conn: repo.page(conn, filters, limit, offset))
     return TutorPage(items=items, total=total, limit=limit, offset=offset)
