@@ -36,6 +36,11 @@ def sh(host: str, *argv: str, env: dict[str, str] | None = None, check: bool = T
     return done.stdout
 
 
+def psql(host: str, sql: str, database: str = "postgres") -> str:
+    """``sql`` run by psql as postgres on ``host`` (unaligned, tuples only, no psqlrc): its output."""
+    return sh(host, "runuser", "-u", "postgres", "--", "psql", "-d", database, "-XAtq", "-c", sql)
+
+
 def site_yml(*args: str, inventories: tuple[str, ...] = (), timeout: float = 900) -> tuple[int, dict[str, int], str]:
     """site.yml on the scenario's inventory (plus ``inventories``) with ``args``: exit status, changed
     count per host from the recap, and the output (stdout and stderr)."""

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from cluster_hosts import REPO, secret, sh
+from cluster_hosts import REPO, psql, secret, sh
 
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 LB_TLS = os.environ.get("TUTORMAX_CLUSTER_LB_TLS", "https://127.0.0.1:18443")
@@ -137,17 +137,10 @@ def test_metrics_are_not_exposed_through_the_lb(lb: httpx.Client) -> None:
 
 
 def test_the_seeds_replication_queries_report_a_streaming_replica() -> None:
-    rows = sh(
+    rows = psql(
         "cluster-pg1",
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "psql",
-        "-d",
-        "tutormax",
-        "-Atc",
         "SELECT application_name, state, pg_wal_lsn_diff(sent_lsn, replay_lsn) AS lag_bytes FROM replication_status;",
+        "tutormax",
     ).split()
     # Patroni's member names; one of them is the synchronous standby.
     assert sorted(row.split("|")[0] for row in rows) == ["cluster-pg2", "cluster-pg3"], rows
@@ -156,7 +149,7 @@ def test_the_seeds_replication_queries_report_a_streaming_replica() -> None:
         assert state == "streaming"
         assert int(float(lag)) < 16 * 1024 * 1024
     for replica in ("cluster-pg2", "cluster-pg3"):
-        recovery = sh(replica, "runuser", "-u", "postgres", "--", "psql", "-Atc", "SELECT pg_is_in_recovery();")
+        recovery = psql(replica, "SELECT pg_is_in_recovery();")
         assert recovery.strip() == "t"
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import REPO, sh
+from cluster_hosts import REPO, psql, sh
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen
@@ -129,11 +129,8 @@ def missing_writes(leader: str) -> dict[str, list[int]]:
     missing = {}
     for table, ids in wanted.items():
         listed = ",".join(str(i) for i in sorted(ids))
-        found = sh(
-            leader,
-            "runuser", "-u", "postgres", "--", "psql", "-d", "tutormax", "-XAtq", "-c",
-            f"SELECT id FROM {table} WHERE id IN ({listed})",  # noqa: S608 - the app's table names, ints
-        )  # fmt: skip
+        query = f"SELECT id FROM {table} WHERE id IN ({listed})"  # noqa: S608 - the app's table names, ints
+        found = psql(leader, query, "tutormax")
         lost = sorted(ids - {int(x) for x in found.split()})
         if lost:
             missing[table] = lost
@@ -143,16 +140,8 @@ def missing_writes(leader: str) -> dict[str, list[int]]:
 def read_replica(leader: str) -> str:
     """The standby the API reads from: the first one listed (the monitor's probe pins the read pools
     to it) unless an earlier drill moved them; asked of each standby's pg_stat_activity."""
-    sessions = {
-        member: int(
-            sh(
-                member, "runuser", "-u", "postgres", "--", "psql", "-XAtq", "-c",
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tutormax-api-%'",
-            ).strip() or 0
-        )
-        for member in MEMBERS
-        if member != leader
-    }  # fmt: skip
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'tutormax-api-%'"
+    sessions = {member: int(psql(member, query)) for member in MEMBERS if member != leader}
     victim = max(sessions, key=lambda m: sessions[m])
     assert sessions[victim], f"no standby has the API's read connections: {sessions}"
     return victim
