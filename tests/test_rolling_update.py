@@ -40,11 +40,12 @@ def _inventory(tmp_path: Path) -> Path:
                     "redis_password",
                     "redis_app_password",
                     "redis_sentinel_password",
+                    "pgbackrest_cipher_pass",
                 )
             },
             "children": {
                 group: {"hosts": {f"{group}-1": host}}
-                for group in ("lb", "api", "postgres_primary", "celery_worker", "celery_beat", "redis_master")
+                for group in ("lb", "api", "postgres_primary", "celery_worker", "celery_beat", "redis_master", "backup")
             }
             | {"redis_sentinel": {"hosts": {f"s{i}": host for i in range(3)}}}
             | {"etcd": {"hosts": {f"s{i}": host for i in range(3)}}},

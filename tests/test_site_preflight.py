@@ -24,6 +24,7 @@ SECRETS = {
     "vault_redis_password": "h6Wd1yU5nE8cJ3qA7sF2cc",
     "vault_redis_app_password": "m2Kp9sX4vB7nQ1wE5rT8dd",
     "vault_redis_sentinel_password": "z3Lq8wN6cV1bM4xR7tY2ee",
+    "vault_pgbackrest_cipher_pass": "Xr7pL2qW9mZ4vN8sK1tB6yH3jD5fG0cA2eU7iO4w",
 }
 UNREACHABLE = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}
 
@@ -51,6 +52,7 @@ def good_inventory() -> dict[str, Any]:
                 "etcd": {"hosts": {"r1": None, "r2": None, "r3": None}},
                 "celery_worker": {"hosts": {"w1": None, "w2": None}},
                 "celery_beat": {"hosts": {"w1": None}},
+                "backup": {"hosts": {"b1": None}},
             },
         }
     }
@@ -110,6 +112,23 @@ def missing_secret(inv: dict[str, Any]) -> None:
     del inv["all"]["vars"]["vault_postgresql_replication_password"]
 
 
+def no_backup_host(inv: dict[str, Any]) -> None:
+    del inv["all"]["children"]["backup"]
+
+
+def backup_on_a_postgres_host(inv: dict[str, Any]) -> None:
+    groups(inv)["backup"]["hosts"] = {"pg2": None}
+
+
+def placeholder_cipher_pass(inv: dict[str, Any]) -> None:
+    inv["all"]["vars"]["vault_pgbackrest_cipher_pass"] = "CHANGE_ME_pgbackrest_cipher_pass"  # noqa: S105 - the placeholder
+
+
+def short_cipher_pass(inv: dict[str, Any]) -> None:
+    # Long enough for the other secrets (16), too short for the repository's passphrase (20).
+    inv["all"]["vars"]["vault_pgbackrest_cipher_pass"] = "Qm8vT2xK9pL4wZ7nR1"  # noqa: S105 - a test's own
+
+
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
@@ -124,6 +143,10 @@ def missing_secret(inv: dict[str, Any]) -> None:
         (primary_also_replica, "pg1"),
         (placeholder_secret, "vault_redis_app_password is missing"),
         (missing_secret, "vault_postgresql_replication_password is missing"),
+        (no_backup_host, "No host in the backup group: add one"),
+        (backup_on_a_postgres_host, "pg2 is in both backup and postgres"),
+        (placeholder_cipher_pass, "vault_pgbackrest_cipher_pass is missing or a placeholder"),
+        (short_cipher_pass, "vault_pgbackrest_cipher_pass is 18 characters: use 20 or more"),
     ],
 )
 def test_a_bad_inventory_stops_in_the_preflight_before_any_host_is_contacted(
@@ -137,6 +160,8 @@ def test_a_bad_inventory_stops_in_the_preflight_before_any_host_is_contacted(
     assert expected in out, out[-2000:]
     assert "UNREACHABLE" not in done.stdout
     assert "Gathering Facts" not in done.stdout
+    secrets = [v for k, v in inventory["all"]["vars"].items() if k.startswith("vault_")]
+    assert not [v for v in secrets if v in done.stdout + done.stderr], "a secret was printed"
 
 
 def test_a_good_inventory_passes_the_preflight_and_only_then_reaches_for_the_hosts(tmp_path: Path) -> None:

@@ -7,8 +7,9 @@
   differential: it holds everything a differential would).
 - ``wal_segment_end`` / ``archive_lag_bytes``: how far the newest archived WAL segment ends behind the
   leader's current LSN (the RPO of the archive at this moment).
-- ``restore_target``: a restore target (latest, time, lsn or name) checked against the backups and
-  the clock, as pgBackRest's ``--type``/``--target`` options, or the problems in words.
+- ``restore_target``: a restore target (latest, time, lsn or name), and optionally the backup set to
+  restore from, checked against the backups and the clock, as pgBackRest's ``--type``/``--target``/
+  ``--set`` options, or the problems in words.
 - ``backup_inventory_problems``: the inventory's backup hosts and cipher passphrase checked before
   anything changes.
 
@@ -38,6 +39,11 @@ WAL_RE = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 MAX_RESTORE_POINT = 63
 #: Passphrases the preflight refuses: empty, or the placeholders the examples and vault templates use.
 PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changeit", "secret", "password", "todo", "xxx"})
+#: The placeholder_secret test's rule (plugins/test/secret.py), so the example vault's CHANGE_ME_... values fail.
+PLACEHOLDER_RE = re.compile(
+    r"change[\W_]*me|placeholder|replace[\W_]*me|^(?:password|secret|tutormax|redis|postgres)\d*$|^x{3,}$|^\*+$",
+    re.IGNORECASE,
+)
 MIN_PASSPHRASE = 20
 
 
@@ -139,8 +145,8 @@ def age_problems(summary: Mapping[str, Any], max_full_age_s: int, max_diff_age_s
     if not summary.get("ok"):
         problems.append(f"Stanza {summary.get('stanza')}: pgBackRest reports {summary.get('status')!r}.")
     for key, limit, what, var in (
-        ("last_full", max_full_age_s, "full", "backup_max_full_age_hours"),
-        ("last_diff", max_diff_age_s, "differential (or full)", "backup_max_diff_age_hours"),
+        ("last_full", max_full_age_s, "full", "pgbackrest_max_full_age_hours"),
+        ("last_diff", max_diff_age_s, "differential (or full)", "pgbackrest_max_diff_age_hours"),
     ):
         last = summary.get(key)
         if last is None:
@@ -167,34 +173,71 @@ def _parse_time(value: str) -> dt.datetime:
     return parsed
 
 
+def _chosen_set(backup_set: str | None, summary: Mapping[str, Any], problems: list[str]) -> Mapping[str, Any] | None:
+    """The backup of ``summary`` labelled ``backup_set`` (None when no set is asked for, or a problem
+    is added when the repository has no such backup)."""
+    label = "" if backup_set is None else str(backup_set).strip()
+    if not label:
+        return None
+    listed = [b for b in summary.get("backups") or [] if isinstance(b, Mapping)]
+    for backup in listed:
+        if backup.get("label") == label:
+            return backup
+    labels = ", ".join(str(b.get("label")) for b in listed) or "none"
+    problems.append(
+        f"Backup set {label!r} is not in the repository (pg_restore_set; its backups: {labels}): choose one of "
+        "them, or leave pg_restore_set empty to let pgBackRest choose."
+    )
+    return None
+
+
+def _utc(stamp: float) -> str:
+    return dt.datetime.fromtimestamp(stamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
 def restore_target(
     kind: str,
     value: str | None,
     summary: Mapping[str, Any],
     now: float,
+    *,
+    backup_set: str | None = None,
 ) -> dict[str, Any]:
     """A restore target checked against the backups in ``summary`` and the clock.
 
     ``kind`` is ``latest`` (no value), ``time`` (ISO 8601 with a time zone), ``lsn`` or ``name`` (a
-    restore point made with pg_create_restore_point). Returns ``options`` (pgBackRest restore
-    arguments), ``describe`` (in words) and ``problems`` (sentences that name the fix; empty when
-    the target is usable).
+    restore point made with pg_create_restore_point). ``backup_set`` is the label of the backup to
+    restore from (``--set``); empty or None lets pgBackRest choose. A time or LSN target must then
+    come after that backup ended, instead of after the oldest one. Returns ``options`` (pgBackRest
+    restore arguments), ``describe`` (in words) and ``problems`` (sentences that name the fix; empty
+    when the target is usable).
     """
     kind = str(kind or "latest").strip().lower()
     oldest = summary.get("oldest")
     problems: list[str] = []
     if oldest is None:
         problems.append("The repository has no good backup to restore: take one first (playbooks/pg_backup.yml).")
+    chosen = _chosen_set(backup_set, summary, problems)
+    set_options = [f"--set={chosen['label']}"] if chosen is not None else []
+    from_set = f", from backup set {chosen['label']}" if chosen is not None else ""
     if kind == "latest":
         if value not in (None, ""):
-            problems.append(f"A restore to the latest point takes no target value (got {value!r}): drop it.")
-        return {"options": ["--type=default"], "describe": "the latest archived WAL", "problems": problems}
+            problems.append(
+                f"A restore to the latest point takes no target value (got {value!r}): leave pg_restore_target empty."
+            )
+        return {
+            "options": ["--type=default", *set_options],
+            "describe": f"the latest archived WAL{from_set}",
+            "problems": problems,
+        }
     if kind not in TARGET_TYPES:
-        problems.append(f"Unknown restore target kind {kind!r}: use latest, time, lsn or name.")
+        problems.append(
+            f"Unknown restore target kind {kind!r} (pg_restore_target_type): use latest, time, lsn or name."
+        )
         return {"options": [], "describe": "", "problems": problems}
     text = "" if value is None else str(value).strip()
     if not text:
-        problems.append(f"A restore to a {kind} needs a target: set it (postgresql_restore_target).")
+        problems.append(f"A restore to a {kind} needs a target: set it (pg_restore_target).")
         return {"options": [], "describe": "", "problems": problems}
     target = text
     if kind == "time":
@@ -209,11 +252,17 @@ def restore_target(
         stamp = when.timestamp()
         if stamp > now:
             problems.append(f"Restore time {text} is in the future: choose a time before now.")
-        if oldest is not None and stamp < oldest["stop"]:
-            first = dt.datetime.fromtimestamp(oldest["stop"], dt.UTC).strftime("%Y-%m-%d %H:%M:%S+00")
+        if chosen is not None:
+            if isinstance(chosen.get("stop"), (int, float)) and stamp < chosen["stop"]:
+                problems.append(
+                    f"Restore time {text} is before backup set {chosen['label']} ended ({_utc(chosen['stop'])}): "
+                    "choose a later time, or an older set (pg_restore_set), or leave pg_restore_set empty to let "
+                    "pgBackRest choose."
+                )
+        elif oldest is not None and stamp < oldest["stop"]:
             problems.append(
-                f"Restore time {text} is before the oldest backup ended ({oldest['label']}, {first}): choose a "
-                "later time, or keep backups longer (postgresql_backup_retention_days)."
+                f"Restore time {text} is before the oldest backup ended ({oldest['label']}, {_utc(oldest['stop'])}): "
+                "choose a later time, or keep backups longer (pgbackrest_retention_days)."
             )
         target = when.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
     elif kind == "lsn":
@@ -222,15 +271,22 @@ def restore_target(
         except PgBackRestError as exc:
             problems.append(f"Restore LSN: {exc}.")
             return {"options": [], "describe": "", "problems": problems}
-        if oldest is not None and oldest.get("lsn_stop") and wanted < lsn_to_int(oldest["lsn_stop"]):
+        if chosen is not None:
+            if chosen.get("lsn_stop") and wanted < lsn_to_int(chosen["lsn_stop"]):
+                problems.append(
+                    f"Restore LSN {text} is before backup set {chosen['label']} ended (LSN {chosen['lsn_stop']}): "
+                    "choose a later LSN, or an older set (pg_restore_set), or leave pg_restore_set empty to let "
+                    "pgBackRest choose."
+                )
+        elif oldest is not None and oldest.get("lsn_stop") and wanted < lsn_to_int(oldest["lsn_stop"]):
             problems.append(
                 f"Restore LSN {text} is before the oldest backup ended ({oldest['label']}, LSN {oldest['lsn_stop']}): "
                 "choose a later LSN."
             )
     elif len(text.encode()) > MAX_RESTORE_POINT:
         problems.append(f"Restore point name {text!r} is longer than {MAX_RESTORE_POINT} bytes: no such point exists.")
-    options = [f"--type={TARGET_TYPES[kind]}", f"--target={target}", "--target-action=promote"]
-    return {"options": options, "describe": f"{kind} {text}", "problems": problems}
+    options = [f"--type={TARGET_TYPES[kind]}", f"--target={target}", "--target-action=promote", *set_options]
+    return {"options": options, "describe": f"{kind} {text}{from_set}", "problems": problems}
 
 
 def backup_inventory_problems(
@@ -257,14 +313,14 @@ def backup_inventory_problems(
             "put the repository on a host of its own."
         )
     phrase = "" if cipher_pass is None else str(cipher_pass)
-    if phrase.strip().lower() in PLACEHOLDERS or "placeholder" in phrase.lower():
+    if phrase.strip().lower() in PLACEHOLDERS or PLACEHOLDER_RE.search(phrase):
         problems.append(
-            "postgresql_backup_cipher_pass is missing or a placeholder: put a random passphrase in the vault "
+            "vault_pgbackrest_cipher_pass is missing or a placeholder: put a random passphrase in the vault "
             "(e.g. openssl rand -base64 48)."
         )
     elif len(phrase) < MIN_PASSPHRASE:
         problems.append(
-            f"postgresql_backup_cipher_pass is {len(phrase)} characters: use {MIN_PASSPHRASE} or more "
+            f"vault_pgbackrest_cipher_pass is {len(phrase)} characters: use {MIN_PASSPHRASE} or more "
             "(e.g. openssl rand -base64 48)."
         )
     return problems

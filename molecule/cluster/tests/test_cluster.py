@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -197,3 +198,6 @@ def test_the_verify_playbook_passes_on_the_cluster() -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:]
     assert "checks passed" in done.stdout
+    # The backup checks (issue 19) are in the report: the newest backups' ages and the WAL archive.
+    assert re.search(r"OK\s+\S+\s+pgbackrest backups\s+\d+ good backups", done.stdout), done.stdout[-3000:]
+    assert re.search(r"OK\s+\S+\s+wal archiving\s+archived \d+ segments", done.stdout), done.stdout[-3000:]
