@@ -42,7 +42,12 @@ RESULTS = REPO / "benchmarks" / "results"
 DATABASE = "tutormax"
 STANZA = "tutormax"
 #: One row per transaction, into a table of its own (dropped at the end).
-WRITE_SCRIPT = "INSERT INTO backup_bench_rows (payload) VALUES (repeat('x', :row_bytes));\n"
+#: The payload is random hex (md5 of random numbers): TOAST's compression cannot shrink it, so each
+#: row costs its size in WAL (a repeated character would compress to a few bytes).
+WRITE_SCRIPT = (
+    "INSERT INTO backup_bench_rows (payload) SELECT string_agg(md5(random()::text), '') "
+    "FROM generate_series(1, :row_bytes / 32);\n"
+)
 
 
 def docker(*argv: str, check: bool = True, timeout: float = 600) -> str:
