@@ -185,7 +185,9 @@ def test_a_target_before_the_oldest_backup_or_in_the_future_is_refused_before_an
             check=False,
         )
         assert done.returncode != 0
-        assert words in done.stdout, done.stdout[-2000:]
+        # Ansible prints a failed assertion's message on stderr.
+        output = " ".join((done.stdout + done.stderr).split())
+        assert words in output, output[-2000:]
         assert "Restore the backup into the scratch directory" not in done.stdout
 
 
@@ -205,8 +207,9 @@ def test_verify_fails_the_backup_check_when_the_newest_backup_is_too_old() -> No
 def test_a_disaster_restore_is_refused_without_its_confirmation_and_says_what_it_destroys() -> None:
     done = playbook("pg_restore.yml", "-e", "pg_restore_mode=disaster", check=False)
     assert done.returncode != 0
-    assert "destroys the live cluster" in done.stdout, done.stdout[-2000:]
-    assert f"pg_restore_confirm={STANZA}" in done.stdout
+    output = " ".join((done.stdout + done.stderr).split())
+    assert "destroys the live cluster" in output, output[-2000:]
+    assert f"pg_restore_confirm={STANZA}" in output
     assert "Stop Patroni" not in done.stdout
     assert leader() in MEMBERS
 
