@@ -4,9 +4,12 @@ took the first full backup.
 
 1. WAL archiving went on through those failovers: the leader's archiver has pushed segments of its
    current timeline and none failed after the last success.
-2. The point-in-time drill of the issue: rows A, a backup, rows B, the time T, B deleted, rows C.
-   A drill restore to T has exactly A and B; a drill restore to the latest point has A and C, from
-   the full backup taken before the failovers (the WAL of three timelines replayed).
+2. The point-in-time drill of the issue: rows A, a backup, rows B, the time T (with its LSN and a
+   named restore point), B deleted, rows C. A drill restore to T has exactly A and B, on a member
+   that follows (pg_restore_host: beside its live instance, which it leaves alone), and so do the
+   drills to T's LSN and to the restore point, on the backup host; a drill restore to the latest
+   point has A and C, from the full backup taken before the failovers (the WAL of three timelines
+   replayed).
 3. verify.yml fails the backup check when the newest backup is older than its threshold.
 4. A disaster restore of the live cluster to the latest archived point, under load through the load
    balancer: the run is refused without its confirmation; with it, the member that led is restored
@@ -51,6 +54,8 @@ RECOVERY_S = 30.0
 STANZA = "tutormax"
 DATABASE = "tutormax"
 TABLE = "backup_drill"
+#: The restore point the drill to a name restores to.
+POINT = "tutormax_drill_t"
 ROWS = f"SELECT coalesce(string_agg(batch, ',' ORDER BY id), '') FROM {TABLE}"  # noqa: S608 - constants
 RESULTS = REPO / "benchmarks" / "results"
 FIGURES: dict[str, Any] = {}
@@ -152,14 +157,33 @@ def test_a_drill_restores_a_point_in_time_and_the_latest_point_across_the_failov
     assert [b["type"] for b in new] == ["diff"], new
     write("B")
     time.sleep(0.2)
-    target = psql(leader(), "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'").strip()
+    (target, lsn) = (
+        psql(
+            leader(),
+            "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00',"
+            f" pg_create_restore_point('{POINT}'), pg_current_wal_lsn()",
+        )
+        .strip()
+        .split("|")[0::2]
+    )
     time.sleep(0.2)
     psql(leader(), f"DELETE FROM {TABLE} WHERE batch LIKE 'B%'", DATABASE)  # noqa: S608 - constants
     write("C")
+    replica = next(m for m in MEMBERS if m != leader())
 
-    # To T: pgBackRest picks the newest backup before it, the differential one just taken.
-    at_t = drill(tmp_path, "pitr_to_t", pg_restore_target_type="time", pg_restore_target=target)
+    # To T: pgBackRest picks the newest backup before it, the differential one just taken. On a
+    # member that follows, beside its live instance.
+    at_t = drill(
+        tmp_path, "pitr_to_t", pg_restore_target_type="time", pg_restore_target=target, pg_restore_host=replica
+    )
+    assert at_t["host"] == replica
     assert rows(at_t) == "A1,A2,A3,B1,B2,B3", at_t
+    assert psql(replica, "SELECT pg_is_in_recovery()").strip() == "t", "the member's live instance changed role"
+    # To T's LSN and to the restore point made at T, on the backup host.
+    for kind, value in (("lsn", lsn), ("name", POINT)):
+        result = drill(tmp_path, f"pitr_to_{kind}", pg_restore_target_type=kind, pg_restore_target=value)
+        assert result["host"] == BACKUP
+        assert rows(result) == "A1,A2,A3,B1,B2,B3", result
     # To the latest point from the first full backup, taken before the failover drills: the WAL of
     # every timeline since then is replayed.
     first = repository()[0]
@@ -168,9 +192,10 @@ def test_a_drill_restores_a_point_in_time_and_the_latest_point_across_the_failov
     assert rows(latest) == "A1,A2,A3,C1,C2,C3", latest
     # The live cluster was not touched, and no drill left its scratch instance behind.
     assert psql(leader(), ROWS, DATABASE).strip() == "A1,A2,A3,C1,C2,C3"
-    left = sh(BACKUP, "sh", "-c", "test -e /var/lib/pgbackrest-drill && echo left || echo removed").strip()
-    assert left == "removed"
-    assert "pgbackrest-drill" not in sh(BACKUP, "ps", "-eo", "args")
+    for host in (BACKUP, replica):
+        left = sh(host, "sh", "-c", "test -e /var/lib/pgbackrest-drill && echo left || echo removed").strip()
+        assert left == "removed", host
+        assert "pgbackrest-drill" not in sh(host, "ps", "-eo", "args"), host
 
 
 def test_a_target_before_the_oldest_backup_or_in_the_future_is_refused_before_anything_runs() -> None:
