@@ -12,9 +12,10 @@ never a stale idle connection of the client's. Nothing is retried. The HTTP clie
 of asyncio rather than a library: on a 2-core machine shared with the cluster it is under test,
 the client's own CPU time matters.
 
-Bounded: loopback URLs only (the published ports of the local cluster or a Molecule scenario),
-at most MAX_RATE requests/s and MAX_DURATION seconds, and it always stops by itself. nginx's rate
-limit exempts the address these requests arrive from (the Docker network's gateway, allowlisted
+Bounded: loopback URLs (the published ports of the local cluster or a Molecule scenario) or an
+address on one of the project's own Docker networks (a scenario's floating address), at most
+MAX_RATE requests/s and MAX_DURATION seconds, and it always stops by itself. nginx's rate limit
+exempts the address these requests arrive from (the Docker network's gateway, allowlisted
 by inventories/local/group_vars/lb/nginx_lb.yml); without that, POSTs would get 429s.
 
 Writes benchmarks/results/<name>.json (summary: counts by status and error, p50/p90/p99 overall,
@@ -34,6 +35,7 @@ import json
 import math
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -112,15 +114,40 @@ class LoadResult:
     setup: dict[str, Any] = field(default_factory=dict)
 
 
+def project_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The subnets of the project's own Docker networks: those the scenarios create (label
+    owner=molecule, molecule/shared/containers.py) and the local cluster's (named tutormax-*)."""
+    ids: set[str] = set()
+    for filters in (["--filter", "label=owner=molecule"], ["--filter", "name=^tutormax-"]):
+        listed = subprocess.run(  # noqa: S603 - fixed arguments
+            ["docker", "network", "ls", "--quiet", *filters],  # noqa: S607 - the Docker CLI on PATH
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        ids |= set(listed.stdout.split()) if listed.returncode == 0 else set()
+    if not ids:
+        return []
+    inspected = subprocess.run(  # noqa: S603 - fixed arguments and Docker's own ids
+        ["docker", "network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", *sorted(ids)],  # noqa: S607
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return [ipaddress.ip_network(s) for s in inspected.stdout.split()] if inspected.returncode == 0 else []
+
+
 def check_loopback(url: str) -> None:
-    """Refuse any target but this machine's loopback."""
+    """Refuse any target but this machine's loopback and the project's own Docker networks."""
     host = urlsplit(url).hostname or ""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)}
     except OSError as exc:
         raise SystemExit(f"loadgen: cannot resolve {host!r}: {exc}") from None
-    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
-        raise SystemExit(f"loadgen: {url} is not a loopback address; load goes to 127.0.0.1 only")
+    if addresses and all(a.is_loopback for a in addresses):
+        return
+    networks = project_networks() if addresses else []
+    if not addresses or not all(any(a in n for n in networks) for a in addresses):
+        raise SystemExit(
+            f"loadgen: {url} is neither a loopback address nor on one of the project's Docker networks; "
+            "load goes to 127.0.0.1 or the project's own containers only"
+        )
 
 
 def parse_mix(text: str | None) -> dict[str, float]:
@@ -276,7 +303,10 @@ class LoadGenerator:
             writer.close()
 
     async def _setup(self) -> None:
-        """Known tutors to read and write against (not recorded: they happen before the clock starts)."""
+        """Known tutors to read and write against (not recorded: they happen before the clock starts).
+        A mix of health checks only needs none (and works in front of a stand-in API)."""
+        if set(self.mix) <= {"health"}:
+            return
         created = 0
         try:
             status, _, data = await asyncio.wait_for(self.request("GET", "/api/tutors?limit=100"), self.timeout)
@@ -300,13 +330,13 @@ class LoadGenerator:
 
     def _request(self, kind: str) -> tuple[str, str, dict[str, Any] | None]:
         """Method, path and body of a request of ``kind`` (a rating needs a session recorded first)."""
+        if kind == "health":
+            return "GET", "/health", None
         tutor = self.random.choice(self.tutors)
         if kind == "get_tutor":
             return "GET", f"/api/tutors/{tutor}", None
         if kind == "list_tutors":
             return "GET", f"/api/tutors?limit=20&offset={self.random.randint(0, 40)}", None
-        if kind == "health":
-            return "GET", "/health", None
         if kind == "metrics":
             return "GET", f"/api/tutors/{tutor}/metrics", None
         if kind == "create_tutor":

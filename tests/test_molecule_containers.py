@@ -82,3 +82,23 @@ def test_the_cluster_scenario_weights_the_serving_path_above_the_celery_hosts() 
     assert len(serving) == 8  # lb1, api1-4, pg1-3
     assert len(background) == 2
     assert min(serving) > shares["cluster-redis1"] > max(background)
+
+
+def test_a_network_with_a_fixed_subnet_and_fixed_addresses_is_created_as_given() -> None:
+    lb = platforms(REPO / "molecule" / "nginx_lb" / "molecule.yml")
+    assert containers.network_create_args(lb) == {
+        "tutormax-molecule-nginx_lb": ["--subnet=10.203.20.0/24", "--ip-range=10.203.20.0/25"]
+    }
+    assert "--ip=10.203.20.11" in containers.run_args(lb[0])
+    other = [
+        {
+            **lb[1],
+            "docker_networks": [{"name": "tutormax-molecule-nginx_lb", "ipam_config": [{"subnet": "10.9.0.0/24"}]}],
+        }
+    ]
+    with pytest.raises(ValueError, match="set up two ways"):
+        containers.network_create_args([lb[0], *other])
+    with pytest.raises(ValueError, match="not supported"):
+        containers.network_create_args([{**lb[0], "docker_networks": [{"name": "n", "driver": "macvlan"}]}])
+    with pytest.raises(ValueError, match="network settings not supported"):
+        containers.run_args({**lb[0], "networks": [{"name": "n", "aliases": ["x"]}]})

@@ -10,6 +10,7 @@ test-rolling` (benchmarks/rolling_update.py).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -127,6 +128,24 @@ def test_loadgen_refuses_targets_other_than_loopback() -> None:
         loadgen.check_loopback("http://192.0.2.10:8080")
     loadgen.check_loopback("http://127.0.0.1:8080")
     loadgen.check_loopback("http://localhost:8080")
+
+
+def test_loadgen_takes_an_address_on_the_projects_own_docker_networks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loadgen, "project_networks", lambda: [ipaddress.ip_network("10.203.20.0/24")])
+    loadgen.check_loopback("http://10.203.20.250")  # a scenario's floating address
+    for elsewhere in ("http://10.203.21.5", "http://192.0.2.10:8080"):
+        with pytest.raises(SystemExit, match="project's Docker networks"):
+            loadgen.check_loopback(elsewhere)
+    monkeypatch.setattr(loadgen, "project_networks", list)  # no Docker, or no network of ours
+    with pytest.raises(SystemExit, match="loopback"):
+        loadgen.check_loopback("http://10.203.20.250")
+
+
+def test_loadgen_sends_health_checks_alone_without_reading_tutors_first(fake_api: str) -> None:
+    result = loadgen.LoadGenerator(fake_api, 100, mix={"health": 1}).run(0.5)
+    assert len(result.records) >= 40
+    assert {r.kind for r in result.records} == {"health"}
+    assert result.setup == {}
 
 
 def test_loadgen_records_every_response_and_counts_non_2xx(fake_api: str) -> None:

@@ -24,7 +24,9 @@ LABEL = "owner=molecule"
 # Keys Molecule itself reads (groups, children) or that only say what the driver already assumes.
 IGNORED = {"name", "groups", "children", "pre_build_image"}
 SUPPORTED = {"image", "hostname", "command", "capabilities", "cgroupns_mode", "volumes", "tmpfs"}
-SUPPORTED |= {"networks", "published_ports", "env", "sysctls", "labels"}
+SUPPORTED |= {"networks", "published_ports", "env", "sysctls", "labels", "docker_networks"}
+# Keys of a docker_networks entry's ipam_config (Molecule's names) and the `docker network create` options.
+IPAM_OPTIONS = {"subnet": "--subnet", "iprange": "--ip-range", "gateway": "--gateway"}
 # Molecule's platform schema has no CPU weight (only `cpus`, a hard quota), so a scenario sets one
 # with this label; it becomes `docker run --cpu-shares` (the container's share of a busy CPU
 # relative to the others: 1024 is Docker's default).
@@ -64,6 +66,12 @@ def run_args(platform: dict[str, Any]) -> list[str]:
     networks = networks_of([platform])
     if networks:
         args.append(f"--network={networks[0]}")
+        # A fixed address (on a network with a fixed subnet): the host keeps it across a restart.
+        first = platform["networks"][0]
+        if set(first) - {"name", "ipv4_address"}:
+            raise ValueError(f"{name}: network settings not supported: {sorted(set(first) - {'name', 'ipv4_address'})}")
+        if first.get("ipv4_address"):
+            args.append(f"--ip={first['ipv4_address']}")
     args.append(platform["image"])
     args += shlex.split(platform["command"]) if platform.get("command") else []
     return args
@@ -72,6 +80,26 @@ def run_args(platform: dict[str, Any]) -> list[str]:
 def networks_of(platforms: list[dict[str, Any]]) -> list[str]:
     """The networks of ``platforms``, each once, in the order they are first named."""
     return list(dict.fromkeys(net["name"] for p in platforms for net in p.get("networks", [])))
+
+
+def network_create_args(platforms: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Network name -> its `docker network create` options (a fixed subnet where a platform's
+    docker_networks gives one: the scenario then knows a free address of it, such as a floating
+    one). Two platforms that give one network different settings stop the script."""
+    found: dict[str, list[str]] = {}
+    for platform in platforms:
+        for network in platform.get("docker_networks", []):
+            unknown = {k for config in network.get("ipam_config", []) for k in config} - set(IPAM_OPTIONS)
+            if set(network) - {"name", "ipam_config"} or unknown:
+                raise ValueError(f"{platform['name']}: docker_networks settings not supported: {network}")
+            options = [
+                f"{IPAM_OPTIONS[key]}={value}"
+                for config in network.get("ipam_config", [])
+                for key, value in config.items()
+            ]
+            if found.setdefault(network["name"], options) != options:
+                raise ValueError(f"network {network['name']} is set up two ways: {found[network['name']]}, {options}")
+    return found
 
 
 def existing(names: list[str]) -> dict[str, str]:
@@ -86,9 +114,10 @@ def create(platforms: list[dict[str, Any]]) -> list[str]:
     # Every platform's arguments first: a setting the script cannot apply stops it before any change.
     argv = {p["name"]: run_args(p) for p in platforms}
     networks = {p["name"]: networks_of([p]) for p in platforms}
+    settings = network_create_args(platforms)
     for network in networks_of(platforms):
         if docker("network", "inspect", network, check=False).returncode != 0:
-            docker("network", "create", "--label", LABEL, network)
+            docker("network", "create", "--label", LABEL, *settings.get(network, []), network)
     states = existing(list(argv))
     todo = [name for name in argv if states.get(name) != "running"]
 

@@ -102,6 +102,18 @@ def test_configuration_passes_nginx_t_and_no_backup_is_left_behind(lb) -> None:
     assert lb.check_output("find /etc/nginx -name '*~'") == ""
 
 
+def test_both_load_balancers_serve_the_one_self_signed_certificate_naming_both_and_the_floating_address(lb) -> None:
+    other = get_host("lb-2")
+    for path in ("/etc/ssl/certs/tutormax-lb.pem", "/etc/ssl/private/tutormax-lb.key"):
+        assert lb.file(path).sha256sum == other.file(path).sha256sum, f"{path} differs between lb-1 and lb-2"
+    key = other.file("/etc/ssl/private/tutormax-lb.key")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+    pem = lb.file("/etc/ssl/certs/tutormax-lb.pem").content
+    names = x509.load_pem_x509_certificate(pem).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"lb-1", "lb-2", "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    assert "10.203.20.250" in {str(a) for a in names.get_values_for_type(x509.IPAddress)}
+
+
 def test_upstreams_use_least_conn_keepalive_passive_checks_and_idempotent_retries_only(lb) -> None:
     upstreams = lb.file("/etc/nginx/conf.d/tutormax-upstreams.conf").content_string
     api = upstreams.split("upstream tutormax_api {")[1].split("}")[0]
