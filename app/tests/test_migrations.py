@@ -15,8 +15,10 @@ from harness import APP_SRC, Stack
 
 TABLES = {
     "tutors", "tutoring_sessions", "ratings", "daily_metrics", "performance_scores",
-    "score_notifications", "churn_models", "exports",
+    "score_notifications", "churn_models", "exports", "beat_heartbeats",
 }  # fmt: skip
+#: The newest revision.
+HEAD = "0002"
 
 
 def _tables(url: str) -> set[str]:
@@ -38,7 +40,7 @@ def test_upgrade_head_from_empty_database_then_downgrade_and_upgrade_again(stack
     done = run_migrate(url)
     assert done.returncode == 0, done.stderr
     assert _tables(url) == TABLES | {"alembic_version"}
-    assert _revision(url) == "0001"
+    assert _revision(url) == HEAD
 
     # Re-running is a no-op.
     assert run_migrate(url).returncode == 0
@@ -49,7 +51,7 @@ def test_upgrade_head_from_empty_database_then_downgrade_and_upgrade_again(stack
     assert _revision(url) is None
 
     assert run_migrate(url).returncode == 0
-    assert _revision(url) == "0001"
+    assert _revision(url) == HEAD
 
 
 def test_database_url_from_stdin_keeps_it_off_the_command_line_and_the_environment(stack: Stack) -> None:
@@ -67,7 +69,7 @@ def test_database_url_from_stdin_keeps_it_off_the_command_line_and_the_environme
         check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert _revision(url) == "0001"
+    assert _revision(url) == HEAD
     assert url not in done.stdout + done.stderr
 
 
@@ -104,7 +106,7 @@ def test_wheel_built_as_another_version_installs_and_migrates_with_only_database
         [str(target / "bin" / "tutormax-migrate")], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert migrate.returncode == 0, migrate.stderr[-2000:]
-    assert _revision(url) == "0001"
+    assert _revision(url) == HEAD
 
     # Plain alembic with the ini shipped inside the installed package works too.
     url2 = stack.pg.create_database("migrate_alembic")
@@ -119,4 +121,4 @@ def test_wheel_built_as_another_version_installs_and_migrates_with_only_database
         env={**env, "DATABASE_URL": url2}, capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
     )  # fmt: skip
     assert alembic.returncode == 0, alembic.stderr[-2000:]
-    assert _revision(url2) == "0001"
+    assert _revision(url2) == HEAD

@@ -19,6 +19,7 @@ from tutormax.data.taskqueue import (
     COMPUTE_PERFORMANCE_SCORES,
     NOTIFY_SCORE_DROPS,
     PURGE_EXPIRED_EXPORTS,
+    REDBEAT_KEY_PREFIX,
     TRAIN_CHURN_MODEL,
 )
 from tutormax.worker.schedule import BEAT_SCHEDULE
@@ -250,14 +251,14 @@ def test_beat_schedules_the_nightly_jobs_and_starts(stack: Stack, worker_env: di
     assert aggregate.hour == {0}
     assert scores.hour == {1}
 
-    schedule_file = stack.base / "beat-schedule"
-    env = {**worker_env, "CELERY_BEAT_SCHEDULE_FILE": str(schedule_file), "LOG_LEVEL": "DEBUG"}
+    env = {**worker_env, "LOG_LEVEL": "DEBUG", "CELERY_BEAT_HEARTBEAT_SECONDS": "0"}
     proc = stack.spawn(["-m", "tutormax", "beat"], env, "beat")
     try:
-        # "Waking up" comes once the schedule is loaded and stored: beat is in its loop.
-        wait_until(lambda: "beat: Waking up" in stack.log("beat"), 30, "celery beat")
-        assert any(stack.base.glob("beat-schedule*"))
-        assert "<ScheduleEntry: aggregate-daily-metrics" in stack.log("beat")
+        # "Acquired lock" comes once beat holds RedBeat's lock; the schedule is then stored in Redis.
+        wait_until(lambda: "beat: Acquired lock" in stack.log("beat"), 30, "celery beat")
+        wait_until(lambda: "beat: Selecting tasks" in stack.log("beat"), 30, "beat's loop")
+        stored = stack.redis.app_client().zrange(f"{REDBEAT_KEY_PREFIX}:schedule", 0, -1)
+        assert {key.removeprefix(REDBEAT_KEY_PREFIX) for key in stored} == set(BEAT_SCHEDULE)
         assert proc.poll() is None
     finally:
         stop_process(proc)

@@ -43,9 +43,15 @@ def worker(argv: list[str] | None = None) -> None:
 
 
 def beat(argv: list[str] | None = None) -> None:
-    """Run Celery beat (exactly one per cluster) with the nightly schedule."""
+    """Run Celery beat with the schedule. Any number may run: the one holding RedBeat's lock in
+    Redis schedules, the others wait to take it over (tutormax.data.taskqueue.beat_config)."""
     settings = _settings_or_exit("tutormax-beat")
+    from celery.signals import before_task_publish
+
     from tutormax.worker.app import app
+    from tutormax.worker.schedule import mark_beat_messages
+
+    before_task_publish.connect(mark_beat_messages(settings.api_instance_id), weak=False)
 
     args = sys.argv[1:] if argv is None else argv
     app.start(["beat", "--loglevel", settings.log_level, "--schedule", settings.celery_beat_schedule_file, *args])

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     celery_result_backend: SecretStr | None = None
     celery_worker_concurrency: int = Field(2, ge=1, le=64)
     celery_beat_schedule_file: str = "celerybeat-schedule"
+    # Beat may run on several hosts: one holds a lock in Redis (RedBeat) and schedules; the others
+    # wait for it. A lost holder's lock expires after this many seconds; another beat then takes
+    # over within about one more loop (this / 5).
+    celery_beat_lock_timeout: int = Field(25, ge=5, le=3600)
+    # Seconds between two runs of the heartbeat task (a row per run in beat_heartbeats, naming the
+    # beat that sent it); 0 leaves it out of the schedule.
+    celery_beat_heartbeat_seconds: int = Field(60, ge=0, le=86400)
 
     # Serving
     api_instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
@@ -243,6 +250,27 @@ class Settings(BaseSettings):
         if not user and not password:
             return ""
         return f"{user}:{password}@" if password else f"{user}@"
+
+    def redbeat_redis(self) -> tuple[str, dict[str, Any]]:
+        """RedBeat's ``redbeat_redis_url`` and ``redbeat_redis_options``: its schedule and its lock
+        in the Redis the Sentinels name master (or in ``REDIS_URL``), as the app's ACL user."""
+        if not self.redis_sentinels:
+            return self._derived_celery_url(), {"socket_timeout": self.redis_socket_timeout}
+        sentinel_kwargs: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+        if self.redis_sentinel_password is not None:
+            sentinel_kwargs["password"] = self.redis_sentinel_password.get_secret_value()
+        options: dict[str, Any] = {
+            "sentinels": [(s.host, s.port) for s in self.sentinels],
+            "service_name": self.redis_master_name,
+            "db": self.redis_db,
+            "socket_timeout": self.redis_socket_timeout,
+            "sentinel_kwargs": sentinel_kwargs,
+        }
+        if self.redis_username:
+            options["username"] = self.redis_username
+        if self.redis_password is not None:
+            options["password"] = self.redis_password.get_secret_value()
+        return "redis-sentinel://", options
 
     def _derived_celery_url(self) -> str:
         if self.redis_sentinels:

@@ -1,6 +1,6 @@
 """What the celery role leaves on the Celery hosts, and what the side effect's tasks and drill showed.
 
-The Celery hosts: cluster-worker1 (with beat), cluster-worker2 and cluster-api3, which also runs the
+The Celery hosts: cluster-worker1 and cluster-worker2 (each with beat), and cluster-api3, which also runs the
 API. side_effect_celery.yml seeded tutors and sent the churn training from the first API host, then
 stopped the worker that ran an export while that export waited on a table lock (longer than the
 app's default statement timeout), and saved what it saw in side_effect_celery.json (ephemeral
@@ -42,7 +42,7 @@ def test_the_worker_instance_runs_as_tutormax_with_its_concurrency(host) -> None
     assert users == ["tutormax"] * 3
 
 
-def test_beat_runs_on_the_beat_host_only(host) -> None:
+def test_beat_runs_on_every_beat_host_and_no_other(host) -> None:
     beat = host.service("tutormax-beat")
     if host.backend.get_hostname() in BEAT_HOSTS:
         assert beat.is_running

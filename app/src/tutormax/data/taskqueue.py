@@ -28,6 +28,7 @@ NOTIFY_SCORE_DROPS: Final = "tutormax.notify_score_drops"
 BUILD_EXPORT: Final = "tutormax.build_export"
 TRAIN_CHURN_MODEL: Final = "tutormax.train_churn_model"
 PURGE_EXPIRED_EXPORTS: Final = "tutormax.purge_expired_exports"
+BEAT_HEARTBEAT: Final = "tutormax.beat_heartbeat"
 
 #: (soft, hard) time limits in seconds. The soft limit raises inside the task so it can clean up;
 #: the hard limit kills the worker process (the message is then redelivered: acks are late).
@@ -38,6 +39,7 @@ TIME_LIMITS: Final[dict[str, tuple[int, int]]] = {
     BUILD_EXPORT: (540, 600),
     TRAIN_CHURN_MODEL: (540, 600),
     PURGE_EXPIRED_EXPORTS: (60, 90),
+    BEAT_HEARTBEAT: (20, 30),
 }
 #: The longest hard time limit. A worker's warm shutdown waits for running tasks, so the service
 #: manager's stop timeout (systemd TimeoutStopSec) must be larger than this.
@@ -51,6 +53,15 @@ VISIBILITY_TIMEOUT: Final = 3600
 #: later; the new master may refuse writes (NOREPLICAS) until its replicas follow it. 0 s, then
 #: 0.2 s steps up to 1 s, 15 times: about 12 s before a send or a result write gives up.
 FAILOVER_RETRY: Final = {"max_retries": 15, "interval_start": 0, "interval_step": 0.2, "interval_max": 1.0}
+#: Beat's scheduler: RedBeat keeps the schedule (each entry's last run) and a lock in Redis, so beat
+#: runs on several hosts and one, the lock's holder, schedules. Its keys, under the app's prefix:
+REDBEAT_KEY_PREFIX: Final = "tutormax:beat:"
+#: Seconds RedBeat retries a Redis command that failed (a Sentinel failover) before beat gives up.
+REDBEAT_RETRY_SECONDS: Final = 12
+#: Message headers the active beat adds to what it sends (see tutormax.worker.schedule): its
+#: instance id, and when it sent the message (ISO 8601, UTC).
+BEAT_HEADER: Final = "tutormax_beat"
+BEAT_SENT_AT_HEADER: Final = "tutormax_beat_sent_at"
 #: How long the API keeps trying to send a task before it answers 503 (see TaskQueue.enqueue).
 ENQUEUE_RETRY_SECONDS: Final = 12.0
 
@@ -66,6 +77,25 @@ def _sentinel_options(settings: Settings) -> dict[str, Any]:
     if settings.redis_sentinel_password is not None:
         sentinel_kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
     return {"master_name": settings.redis_master_name, "sentinel_kwargs": sentinel_kwargs}
+
+
+def beat_config(settings: Settings) -> dict[str, Any]:
+    """RedBeat's settings: where its schedule and lock live, and how long a lost holder keeps the lock.
+
+    Beat extends the lock on every loop and loops at least every ``lock_timeout / 5`` seconds; a
+    beat that does not hold the lock tries to take it at that same interval. A lost holder is
+    replaced within ``lock_timeout`` plus one loop, and the schedule's last runs, kept in Redis,
+    carry over: no entry runs twice for one due time.
+    """
+    url, options = settings.redbeat_redis()
+    return {
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_max_loop_interval": max(1, settings.celery_beat_lock_timeout // 5),
+        "redbeat_redis_url": url,
+        "redbeat_redis_options": {**options, "retry_period": REDBEAT_RETRY_SECONDS},
+        "redbeat_key_prefix": REDBEAT_KEY_PREFIX,
+        "redbeat_lock_timeout": settings.celery_beat_lock_timeout,
+    }
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

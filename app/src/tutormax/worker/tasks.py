@@ -15,10 +15,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tutormax.data import exports as exports_repo
+from tutormax.data import heartbeats
 from tutormax.data.db import UNAVAILABLE_ERRORS
 from tutormax.data.resources import Resources, open_resources
 from tutormax.data.taskqueue import (
     AGGREGATE_DAILY_METRICS,
+    BEAT_HEADER,
+    BEAT_HEARTBEAT,
+    BEAT_SENT_AT_HEADER,
     BUILD_EXPORT,
     COMPUTE_PERFORMANCE_SCORES,
     NOTIFY_SCORE_DROPS,
@@ -112,3 +116,18 @@ def train_churn_model() -> dict[str, object]:
 def purge_expired_exports() -> dict[str, object]:
     """Delete exports past EXPORT_RETENTION_HOURS."""
     return _run(exports.purge_expired)
+
+
+@app.task(name=BEAT_HEARTBEAT, bind=True, **RETRYING)
+def beat_heartbeat(self: Any) -> dict[str, object]:
+    """Record which beat scheduled this run and which worker ran it (table beat_heartbeats)."""
+    beat = str(getattr(self.request, BEAT_HEADER, None) or "unknown")
+    sent_text = getattr(self.request, BEAT_SENT_AT_HEADER, None)
+    sent_at = dt.datetime.fromisoformat(sent_text) if isinstance(sent_text, str) else None
+    worker = str(self.request.hostname or "unknown")
+
+    async def record(r: Resources) -> int:
+        async with r.db.primary() as conn:
+            return await heartbeats.record(conn, beat, worker, sent_at)
+
+    return {"id": _run(record), "beat": beat, "worker": worker}
