@@ -17,8 +17,9 @@ def result(stdout: str = "", rc: int = 0, stderr: str = "") -> dict[str, Any]:
     return {"rc": rc, "stdout": stdout, "stderr": stderr}
 
 
-def test_the_bound_is_two_intervals_and_a_takeover() -> None:
-    # 2 x 60 + 25 (lock) + 5 (one loop) + 5
+def test_the_bound_is_two_intervals_a_takeover_and_the_longest_task() -> None:
+    # 2 x 60 + 25 (lock) + 5 (one loop) + 600 (a heartbeat queued behind the longest task) + 5
+    assert heartbeat_bound(60, 25, 600) == 755
     assert heartbeat_bound(60, 25) == 155
     assert heartbeat_bound(2, 5) == 4 + 5 + 1 + 5
 
@@ -36,6 +37,12 @@ def test_a_recent_heartbeat_names_the_active_beat() -> None:
 @pytest.mark.parametrize(("age", "ok"), [(155, True), (156, False), (3600, False)])
 def test_a_heartbeat_older_than_the_bound_fails(age: int, ok: bool) -> None:
     assert beat_heartbeat_status(result(f"w2|{age}"), 60, 25)["ok"] is ok
+
+
+def test_busy_workers_delay_a_heartbeat_by_at_most_the_longest_task() -> None:
+    # The CI case: every worker busy with exports for 73 s, a heartbeat due every 3 s.
+    assert beat_heartbeat_status(result("w2|73"), 3, 25, 600)["ok"] is True
+    assert beat_heartbeat_status(result("w2|73"), 3, 25)["ok"] is False
 
 
 def test_an_empty_table_is_a_new_deployment_and_passes() -> None:
