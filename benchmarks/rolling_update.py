@@ -714,7 +714,9 @@ class Harness:
             )
             step.check("no Celery host was touched", not any(e.get("event", "").startswith("worker") for e in events))
 
-        self.run_step("fail", v2, extra={"app_release_env_extra": BAD_SETTING}, checks=checks)
+        # The gate gives up after 10 s (30 by default): the release never starts, waiting longer shows nothing more.
+        extra = {"app_release_env_extra": BAD_SETTING, "rolling_update_health_retries": 10}
+        self.run_step("fail", v2, extra=extra, checks=checks)
         return failed_host[0] if failed_host else ""
 
     def step_back(self, name: str, version: str, first: str = "") -> None:

@@ -6,6 +6,14 @@ if [ ! -s "$results" ]; then
   echo "no stage ran" >&2
   exit 1
 fi
+# For each failed stage, what failed, from its log (the full logs are in .cache/stages/): CI keeps
+# only the end of its output, and a long stage's failures scroll out of it.
+while IFS=$'\t' read -r name status _; do
+  [ "$status" = passed ] && continue
+  printf '\n--- %s %s: failures from .cache/stages/%s.log\n' "$name" "$status" "${name//\//_}"
+  grep -E '^(FAILED|ERROR) |^E  |\[FAIL\]|^fatal: |FAILED! =>' ".cache/stages/${name//\//_}.log" 2>/dev/null \
+    | grep -vE '^E +(\?|-|\+|\[|\]|$)' | cut -c1-400 | head -40
+done < "$results"
 total=0
 failed=0
 printf '\n%-28s %-16s %8s\n' STAGE RESULT SECONDS

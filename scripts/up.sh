@@ -15,7 +15,7 @@ run() {
   timings+=("$(printf '%-34s %5d s' "$name" $(( $(date +%s) - s )))")
 }
 
-step "containers (inventories/local: eleven hosts, network tutormax-local)"
+step "containers (inventories/local: thirteen hosts, network tutormax-local)"
 run containers ansible-playbook playbooks/local/cluster_containers.yml
 step "secrets (generated once into inventories/local/group_vars/all/secrets.yml)"
 run secrets ansible-playbook playbooks/local/secrets.yml

@@ -79,7 +79,7 @@ def test_the_cluster_scenario_weights_the_serving_path_above_the_celery_hosts() 
             assert f"--label={key}={value}" in argv
     serving = [shares[n] for n in shares if any(r in n for r in ("-lb", "-api", "-pg"))]
     background = [shares[n] for n in shares if "-worker" in n]
-    assert len(serving) == 8  # lb1, api1-4, pg1-3
+    assert len(serving) == 9  # lb1-2, api1-4, pg1-3
     assert len(background) == 2
     assert min(serving) > shares["cluster-redis1"] > max(background)
 

@@ -10,7 +10,13 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+SCENARIO = Path(__file__).resolve().parents[1]
 SECRETS = REPO / "inventories" / "local" / "group_vars" / "all" / "secrets.yml"
+#: The load balancers' floating address (host_vars/cluster-lb*.yml).
+FLOATING_ADDRESS = str(yaml.safe_load((SCENARIO / "host_vars" / "cluster-lb1.yml").read_text())["tutormax_lb_address"])
+#: Where the drills send their load: the floating address (127.0.0.1:18080, published by cluster-lb1,
+#: is the Quick start's way in, test_cluster.py's).
+LB = os.environ.get("TUTORMAX_CLUSTER_LB", f"http://{FLOATING_ADDRESS}")
 
 
 def secret(name: str) -> str:

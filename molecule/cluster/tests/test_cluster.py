@@ -201,3 +201,8 @@ def test_the_verify_playbook_passes_on_the_cluster() -> None:
     # The backup checks (issue 19) are in the report: the newest backups' ages and the WAL archive.
     assert re.search(r"OK\s+\S+\s+pgbackrest backups\s+\d+ good backups", done.stdout), done.stdout[-3000:]
     assert re.search(r"OK\s+\S+\s+wal archiving\s+archived \d+ segments", done.stdout), done.stdout[-3000:]
+    # Issue 20: the load balancer holding the floating address, and the active beat (newest heartbeat).
+    assert re.search(r"OK\s+cluster-lb\d\s+floating address holder\s+\S+ on cluster-lb\d", done.stdout), done.stdout[
+        -3000:
+    ]
+    assert re.search(r"OK\s+\S+\s+active beat\s+cluster-worker\d, newest heartbeat", done.stdout), done.stdout[-3000:]

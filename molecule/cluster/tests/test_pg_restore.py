@@ -37,12 +37,11 @@ from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import REPO, psql, sh
+from cluster_hosts import LB, REPO, psql, sh
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen
 
-LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 BACKUP = sorted(RUNNER.get_hosts("backup"))[0]

@@ -18,9 +18,8 @@ import time
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import REPO, secret, sh
+from cluster_hosts import LB, REPO, secret, sh
 
-LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 REDIS_HOSTS = sorted(RUNNER.get_hosts("redis"))

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cluster_hosts import LB
 
 REPO = Path(__file__).resolve().parents[3]
-LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 STEPS = os.environ.get("TUTORMAX_ROLLING_STEPS", "update,fail,rollback")
 
 
@@ -29,7 +29,7 @@ def test_rolling_update_fails_no_request_stops_on_a_bad_release_and_rolls_back()
     argv = [sys.executable, str(REPO / "benchmarks" / "rolling_update.py")]
     argv += ["--inventory", os.environ["MOLECULE_INVENTORY_FILE"], "--lb-url", LB, "--steps", STEPS]
     argv += ["--new-api-host", "cluster-api4"]
-    argv += ["--rate", "110", "--min-rate", "100", "--warmup", "20", "--baseline", "10", "--after", "5"]
+    argv += ["--rate", "110", "--min-rate", "100", "--warmup", "5", "--baseline", "10", "--after", "5"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2900, check=False)
     print(done.stdout[-20000:], done.stderr[-5000:], sep="\n")
     assert done.returncode == 0, "a rolling-update check failed:\n" + "\n".join(

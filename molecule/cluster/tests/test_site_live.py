@@ -26,14 +26,13 @@ from typing import Any
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
-from cluster_hosts import REPO, SECRETS, secret, sh, site_yml
+from cluster_hosts import LB, REPO, SECRETS, secret, sh, site_yml
 from secret_scan import scan_host, scan_text
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen
 from pg_failover import Drill
 
-LB = os.environ.get("TUTORMAX_CLUSTER_LB", "http://127.0.0.1:18080")
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
 ALL_HOSTS = sorted(RUNNER.get_hosts("all"))
