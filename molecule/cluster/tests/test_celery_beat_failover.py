@@ -2,7 +2,9 @@
 and the heartbeat task, due every few seconds, runs neither twice for a due time nor with a gap
 longer than the takeover (counted in PostgreSQL's beat_heartbeats).
 
-Runs after test_celery.py (file order), on a quiet cluster: the active beat's container is killed
+Runs after test_celery.py (file order), under 110 requests/s of the API's mixed reads and writes
+sent to the load balancers' floating address (benchmarks/loadgen.py; none may fail: losing a
+worker and beat host is not the serving path's business): the active beat's container is killed
 (`docker kill`: its lock is not released, the worst case), then started again; it comes back as
 the waiting beat and the other keeps scheduling. The figures are printed and saved to
 benchmarks/results/beat_failover_drill.json.
@@ -15,12 +17,16 @@ import itertools
 import json
 import os
 import subprocess
+import sys
 import time
 from typing import Any
 
 import testinfra.utils.ansible_runner
 import yaml
-from cluster_hosts import REPO, psql, sh
+from cluster_hosts import LB, REPO, psql, sh
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgen
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -35,6 +41,8 @@ LOOP = max(1, LOCK_TIMEOUT // 5)
 #: The longest a due heartbeat may wait across the takeover: the lock outlives its holder by at most
 #: LOCK_TIMEOUT after its last extension, the waiting beat tries every LOOP, then sends at once.
 TAKEOVER_BOUND_S = LOCK_TIMEOUT + LOOP + 2
+RATE = 110.0
+LOAD_FIGURES = ("requests", "failed", "rate_per_s", "writes", "p99_ms", "max_ms")
 
 
 def heartbeats(since: dt.datetime) -> list[tuple[str, dt.datetime]]:
@@ -84,20 +92,26 @@ def test_the_active_beat_host_lost_another_takes_over_without_a_doubled_or_lost_
     assert active in BEAT_HOSTS, before
     assert {b for b, _ in before} == {active}, f"two beats scheduled at once: {before}"
 
-    killed_at = dt.datetime.now(dt.UTC)
-    subprocess.run(["docker", "kill", active], check=True, capture_output=True, timeout=60)
+    load = loadgen.LoadGenerator(LB, RATE, timeout=10.0, seed=int(time.time()))
+    load.start(600)
     try:
-        first_new = wait_for(
-            "a heartbeat from another beat",
-            lambda: next((r for r in heartbeats(start) if r[0] != active), None),
-            TAKEOVER_BOUND_S + 30,
-        )
-        time.sleep(3 * INTERVAL)
+        time.sleep(5)
+        killed_at = dt.datetime.now(dt.UTC)
+        subprocess.run(["docker", "kill", active], check=True, capture_output=True, timeout=60)
+        try:
+            first_new = wait_for(
+                "a heartbeat from another beat",
+                lambda: next((r for r in heartbeats(start) if r[0] != active), None),
+                TAKEOVER_BOUND_S + 30,
+            )
+            time.sleep(3 * INTERVAL)
+        finally:
+            subprocess.run(["docker", "start", active], check=True, capture_output=True, timeout=120)
+        # The lost host comes back as the waiting beat: the new holder keeps the lock.
+        wait_for(f"beat running again on {active}", lambda: beat_running(active), 120, interval=1)
+        time.sleep(3 * INTERVAL + LOOP)
     finally:
-        subprocess.run(["docker", "start", active], check=True, capture_output=True, timeout=120)
-    # The lost host comes back as the waiting beat: the new holder keeps the lock.
-    wait_for(f"beat running again on {active}", lambda: beat_running(active), 120, interval=1)
-    time.sleep(3 * INTERVAL + LOOP)
+        summary = loadgen.summarize(load.stop())
     rows = heartbeats(start)
     after_return = [b for b, t in rows if t > first_new[1]]
 
@@ -113,11 +127,14 @@ def test_the_active_beat_host_lost_another_takes_over_without_a_doubled_or_lost_
         "longest_gap_s": max(spacing),
         "shortest_gap_s": min(spacing),
         "heartbeats_by_beat": {b: sum(1 for r in rows if r[0] == b) for b in sorted({r[0] for r in rows})},
+        "load": {k: summary["overall"].get(k) for k in LOAD_FIGURES} | {"failures": summary["failures"][:10]},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "beat_failover_drill.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
 
+    assert figures["load"]["failed"] == 0, figures
+    assert (figures["load"]["rate_per_s"] or 0) >= 100, figures
     assert takeover <= TAKEOVER_BOUND_S, figures
     # No due time sent twice: no two heartbeats closer than half the interval.
     assert min(spacing) >= INTERVAL / 2, spacing
