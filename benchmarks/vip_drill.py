@@ -57,19 +57,23 @@ class FloatingAddress:
             time.sleep(0.05)
         return None
 
-    def load(self, rate: float, seconds: float, mix: dict[str, float] | None = None) -> loadgen.LoadGenerator:
-        """Start ``rate`` requests/s of new connections to the address for at most ``seconds``."""
-        generator = loadgen.LoadGenerator(f"http://{self.address}", rate, mix=mix or {"health": 1}, timeout=10.0)
+    def load(self, rate: float, seconds: float) -> loadgen.LoadGenerator:
+        """Start ``rate`` requests/s of new connections (GET /health) to the address for at most ``seconds``."""
+        generator = loadgen.LoadGenerator(f"http://{self.address}", rate, mix={"health": 1}, timeout=10.0)
         generator.start(seconds)
         return generator
 
-    def nginx_stopped(self, rate: float, mix: dict[str, float] | None = None) -> dict[str, Any]:
+    def holder_and_peer(self) -> tuple[str, str]:
+        """The one host that holds the address, and the one it would move to (a pair)."""
+        (holder,) = self.holders()
+        return holder, next(h for h in self.hosts if h != holder)
+
+    def nginx_stopped(self, rate: float) -> dict[str, Any]:
         """nginx stopped on the holder (its host alive) under load, started again 2 s after the
         move. Figures: where the address went, when, and the requests that failed (after the
         move: none expected)."""
-        (holder,) = self.holders()
-        other = next(h for h in self.hosts if h != holder)
-        generator = self.load(rate, 30, mix)
+        holder, other = self.holder_and_peer()
+        generator = self.load(rate, 30)
         time.sleep(1.0)
         stopped = time.time()
         sh(holder, "systemctl", "stop", "nginx")
@@ -89,12 +93,11 @@ class FloatingAddress:
             "holders_after": self.holders(),
         }
 
-    def host_lost(self, rate: float, mix: dict[str, float] | None = None) -> dict[str, Any]:
+    def host_lost(self, rate: float) -> dict[str, Any]:
         """The holder's container killed under load; the load runs 4 s past the move. Figures:
         the move time from the kill, and the failed requests by when they were sent."""
-        (holder,) = self.holders()
-        other = next(h for h in self.hosts if h != holder)
-        generator = self.load(rate, 30, mix)
+        holder, other = self.holder_and_peer()
+        generator = self.load(rate, 30)
         time.sleep(2.0)
         docker("kill", holder, timeout=60)
         killed = time.time()

@@ -196,13 +196,12 @@ def test_the_verify_playbook_passes_on_the_cluster() -> None:
         cwd=REPO,
         timeout=300,
     )
-    assert done.returncode == 0, done.stdout[-3000:]
+    report = done.stdout[-3000:]
+    assert done.returncode == 0, report
     assert "checks passed" in done.stdout
     # The backup checks (issue 19) are in the report: the newest backups' ages and the WAL archive.
-    assert re.search(r"OK\s+\S+\s+pgbackrest backups\s+\d+ good backups", done.stdout), done.stdout[-3000:]
-    assert re.search(r"OK\s+\S+\s+wal archiving\s+archived \d+ segments", done.stdout), done.stdout[-3000:]
+    assert re.search(r"OK\s+\S+\s+pgbackrest backups\s+\d+ good backups", done.stdout), report
+    assert re.search(r"OK\s+\S+\s+wal archiving\s+archived \d+ segments", done.stdout), report
     # Issue 20: the load balancer holding the floating address, and the active beat (newest heartbeat).
-    assert re.search(r"OK\s+cluster-lb\d\s+floating address holder\s+\S+ on cluster-lb\d", done.stdout), done.stdout[
-        -3000:
-    ]
-    assert re.search(r"OK\s+\S+\s+active beat\s+cluster-worker\d, newest heartbeat", done.stdout), done.stdout[-3000:]
+    assert re.search(r"OK\s+cluster-lb\d\s+floating address holder\s+\S+ on cluster-lb\d", done.stdout), report
+    assert re.search(r"OK\s+\S+\s+active beat\s+cluster-worker\d, newest heartbeat", done.stdout), report
