@@ -18,6 +18,7 @@ SECRETS = {
     "redis_password": "q8Vt3mN0xR2pL7sK1wZ9aa",
     "redis_app_password": "b4Nc8xT2mQ7vL1pZ9kR3bb",
     "redis_sentinel_password": "h6Wd1yU5nE8cJ3qA7sF2cc",
+    "redis_monitor_password": "r5Tg2hY7uJ1kM9nB3vC6dd",
 }
 HOSTS = ["redis-unreachable-1", "redis-unreachable-2", "redis-unreachable-3"]
 

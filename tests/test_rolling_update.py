@@ -41,6 +41,7 @@ def _inventory(tmp_path: Path) -> Path:
                     "redis_password",
                     "redis_app_password",
                     "redis_sentinel_password",
+                    "redis_monitor_password",
                     "pgbackrest_cipher_pass",
                 )
             },

@@ -24,6 +24,7 @@ SECRETS = {
     "vault_redis_password": "h6Wd1yU5nE8cJ3qA7sF2cc",
     "vault_redis_app_password": "m2Kp9sX4vB7nQ1wE5rT8dd",
     "vault_redis_sentinel_password": "z3Lq8wN6cV1bM4xR7tY2ee",
+    "vault_redis_monitor_password": "p4Rf7gT2hY9uJ3kL6zX1ww",
     "vault_pgbackrest_cipher_pass": "Xr7pL2qW9mZ4vN8sK1tB6yH3jD5fG0cA2eU7iO4w",
 }
 UNREACHABLE = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}

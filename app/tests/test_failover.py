@@ -121,9 +121,11 @@ def test_cache_pubsub_health_and_celery_follow_a_sentinel_promotion(
 
 #: Tracebacks the libraries log while a drill above refuses writes: kombu's warning when it cannot
 #: refresh a binding (NOREPLICAS) and Celery's when the consumer reconnects more than 5 times a second.
-#: Both are logged by a worker that keeps running; any other traceback fails.
+#: Both are logged by a worker that keeps running. Plus the failure test_worker_metrics causes on
+#: purpose (an export id that is no UUID, which the API never sends). Any other traceback fails.
 EXPECTED_DURING_DRILLS = re.compile(
     r"^redis\.exceptions\.ResponseError: .*NOREPLICAS|^billiard\.exceptions\.RestartFreqExceeded"
+    r"|^ValueError: badly formed hexadecimal UUID string"
 )
 
 

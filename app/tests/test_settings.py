@@ -32,7 +32,7 @@ BASE = {
 def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A clean environment holding BASE; tests add or remove variables."""
     for name in list(os.environ):
-        if name.startswith(("DATABASE_", "REDIS_", "CELERY_", "SMTP_", "API_", "WORKERS", "BIND")):
+        if name.startswith(("DATABASE_", "REDIS_", "CELERY_", "SMTP_", "API_", "WORKER", "BIND", "ACCESS_LOG")):
             monkeypatch.delenv(name)
     for name, value in BASE.items():
         monkeypatch.setenv(name, value)
@@ -63,6 +63,10 @@ def test_missing_database_url_names_the_setting(env: dict[str, str], monkeypatch
         ("BIND", "nonsense", "BIND"),
         ("SMTP_PORT", "70000", "SMTP_PORT"),
         ("CELERY_BROKER_URL", "amqp://guest@rabbit//", "CELERY_BROKER_URL"),
+        ("WORKER_METRICS_PORT", "0", "WORKER_METRICS_PORT"),
+        ("WORKER_METRICS_BIND", "metrics.example", "WORKER_METRICS_BIND: must be an IP address"),
+        ("WORKER_INSTANCE", "worker1", "WORKER_INSTANCE"),
+        ("ACCESS_LOG", "sometimes", "ACCESS_LOG"),
     ],
 )
 def test_bad_value_is_reported_by_name_without_its_value(
@@ -79,6 +83,29 @@ def test_empty_database_url_counts_as_missing(env: dict[str, str], monkeypatch: 
     monkeypatch.setenv("DATABASE_URL", "  ")
     with pytest.raises(SettingsError, match=r"DATABASE_URL: is required but not set"):
         load_settings()
+
+
+def test_worker_metrics_port_is_per_instance_and_off_by_default(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().worker_metrics_address is None
+    assert load_settings().access_log is True
+    monkeypatch.setenv("WORKER_METRICS_PORT", "9808")
+    assert load_settings().worker_metrics_address == ("127.0.0.1", 9808)
+    # What the templated unit tutormax-worker@3 passes: the host's address, its instance number.
+    monkeypatch.setenv("WORKER_INSTANCE", "3")
+    monkeypatch.setenv("WORKER_METRICS_BIND", "10.0.0.7")
+    assert load_settings().worker_metrics_address == ("10.0.0.7", 9810)
+    monkeypatch.setenv("WORKER_METRICS_BIND", "[::]")
+    assert load_settings().worker_metrics_address == ("::", 9810)
+    monkeypatch.setenv("WORKER_METRICS_PORT", "")
+    assert load_settings().worker_metrics_address is None
+    monkeypatch.setenv("WORKER_METRICS_PORT", "65535")
+    with pytest.raises(SettingsError, match=r"WORKER_METRICS_PORT \+ WORKER_INSTANCE - 1 is above 65535"):
+        load_settings()
+    monkeypatch.setenv("ACCESS_LOG", "false")
+    monkeypatch.setenv("WORKER_METRICS_PORT", "9808")
+    assert load_settings().access_log is False
 
 
 def test_redis_url_and_sentinels_together_are_refused(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,8 +7,11 @@ naming the bad setting when it is not usable. Extra arguments go to gunicorn, ``
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 from tutormax.settings import Settings, SettingsError, load_settings
 
@@ -32,8 +35,15 @@ def api(argv: list[str] | None = None) -> None:
 
 
 def worker(argv: list[str] | None = None) -> None:
-    """Run a Celery worker (prefork, CELERY_WORKER_CONCURRENCY processes)."""
+    """Run a Celery worker (prefork, CELERY_WORKER_CONCURRENCY processes), serving its Prometheus
+    metrics when WORKER_METRICS_PORT is set (tutormax.worker.observability)."""
     settings = _settings_or_exit("tutormax-worker")
+    # prometheus_client picks its storage when first imported (with the app, below): a worker that
+    # serves metrics needs a multiprocess directory by then, or its server would never see what the
+    # pool's children count. The unit gives each instance one; otherwise a temporary one.
+    if settings.worker_metrics_port is not None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        directory = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tutormax-worker-prometheus-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
     from tutormax.worker.app import app
 
     args = sys.argv[1:] if argv is None else argv

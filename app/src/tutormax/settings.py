@@ -8,6 +8,7 @@ secrets). Entry points print that message and exit with status 2, so a bad
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -83,6 +84,12 @@ class Settings(BaseSettings):
     # Seconds between two runs of the heartbeat task (a row per run in beat_heartbeats, naming the
     # beat that sent it); 0 leaves it out of the schedule.
     celery_beat_heartbeat_seconds: int = Field(60, ge=0, le=86400)
+    # Prometheus metrics of a worker, served by its main process (tutormax.worker.observability).
+    # Instance N of the templated unit (WORKER_INSTANCE=N) listens on WORKER_METRICS_PORT + N - 1,
+    # so one environment file serves every instance of a host; no port, no server.
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)
+    worker_metrics_bind: str = "127.0.0.1"
+    worker_instance: int | None = Field(None, ge=1, le=1000)
 
     # Serving
     api_instance_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
@@ -91,6 +98,8 @@ class Settings(BaseSettings):
     graceful_timeout: int = Field(30, ge=1, le=3600)
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One line per HTTP request on logger tutormax.access, whatever LOG_LEVEL says (see logconfig).
+    access_log: bool = True
     health_timeout_seconds: float = Field(0.5, gt=0, le=10)
     cache_ttl_seconds: int = Field(60, ge=1, le=86400)
     prometheus_multiproc_dir: str | None = None
@@ -152,7 +161,15 @@ class Settings(BaseSettings):
             raise ValueError("lists several hosts: add ?target_session_attrs=standby so reads go to a standby")
         return SecretStr(url)
 
-    @field_validator("database_read_url", "redis_url", "celery_broker_url", "celery_result_backend", mode="before")
+    @field_validator(
+        "database_read_url",
+        "redis_url",
+        "celery_broker_url",
+        "celery_result_backend",
+        "worker_metrics_port",
+        "worker_instance",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -201,6 +218,14 @@ class Settings(BaseSettings):
             raise ValueError("must be HOST:PORT or unix:PATH")
         return value
 
+    @field_validator("worker_metrics_bind")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value.strip().strip("[]")))
+        except ValueError:
+            raise ValueError("must be an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::") from None
+
     @field_validator("smtp_from")
     @classmethod
     def _smtp_from(cls, value: str) -> str:
@@ -216,9 +241,20 @@ class Settings(BaseSettings):
             raise ValueError("REDIS_SENTINELS or REDIS_URL: one of them must be set")
         if self.database_pool_min_size > self.database_pool_max_size:
             raise ValueError("DATABASE_POOL_MIN_SIZE is larger than DATABASE_POOL_MAX_SIZE")
+        address = self.worker_metrics_address
+        if address is not None and address[1] > 65535:
+            raise ValueError("WORKER_METRICS_PORT + WORKER_INSTANCE - 1 is above 65535")
         return self
 
     # ------------------------------------------------------------------ derived values
+    @property
+    def worker_metrics_address(self) -> tuple[str, int] | None:
+        """(address, port) a worker serves its metrics on: WORKER_METRICS_PORT, plus WORKER_INSTANCE - 1
+        for instance N of a templated unit; None without WORKER_METRICS_PORT."""
+        if self.worker_metrics_port is None:
+            return None
+        return self.worker_metrics_bind, self.worker_metrics_port + (self.worker_instance or 1) - 1
+
     @property
     def sentinels(self) -> list[SentinelAddress]:
         """The Sentinels from ``REDIS_SENTINELS`` (empty when ``REDIS_URL`` is used)."""

@@ -57,5 +57,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(ws.router)
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
-    app.add_middleware(ObservabilityMiddleware, instance_id=settings.api_instance_id)
+    app.add_middleware(ObservabilityMiddleware, instance_id=settings.api_instance_id, access_log=settings.access_log)
     return app

@@ -1,4 +1,5 @@
-"""The Celery app ``tutormax``: configuration from the settings, tasks, and the beat schedule."""
+"""The Celery app ``tutormax``: configuration from the settings, tasks, the beat schedule, and the
+worker's Prometheus metrics (tutormax.worker.observability)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from celery import Celery
 
 from tutormax.data.taskqueue import beat_config, create_celery
 from tutormax.settings import load_settings
+from tutormax.worker import observability
 from tutormax.worker.schedule import beat_schedule
 
 
@@ -18,6 +20,7 @@ def create_worker_app() -> Celery:
     celery.conf.worker_consumer = "tutormax.worker.consumer:Consumer"
     celery.conf.include = ["tutormax.worker.tasks"]
     celery.tutormax_settings = settings
+    observability.install(settings)
     return celery
 
 
