@@ -205,3 +205,5 @@ def test_the_verify_playbook_passes_on_the_cluster() -> None:
     # Issue 20: the load balancer holding the floating address, and the active beat (newest heartbeat).
     assert re.search(r"OK\s+cluster-lb\d\s+floating address holder\s+\S+ on cluster-lb\d", done.stdout), report
     assert re.search(r"OK\s+\S+\s+active beat\s+cluster-worker\d, newest heartbeat", done.stdout), report
+    # Issue 21: every scrape target of Prometheus answers.
+    assert re.search(r"OK\s+cluster-mon1\s+every monitoring target up\s+(\d+) of \1 up", done.stdout), report
