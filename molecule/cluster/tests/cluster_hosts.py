@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -17,6 +20,15 @@ FLOATING_ADDRESS = str(yaml.safe_load((SCENARIO / "host_vars" / "cluster-lb1.yml
 #: Where the drills send their load: the floating address (127.0.0.1:18080, published by cluster-lb1,
 #: is the Quick start's way in, test_cluster.py's).
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", f"http://{FLOATING_ADDRESS}")
+#: Where the drills write their figures (git-ignored).
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def save_figures(name: str, figures: Mapping[str, Any]) -> None:
+    """Write a drill's figures to benchmarks/results/<name>.json and print them."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(json.dumps(figures, indent=2, default=str))
 
 
 def secret(name: str) -> str:

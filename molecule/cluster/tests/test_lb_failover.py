@@ -13,14 +13,13 @@ benchmarks/results/cluster_lb_failover.json and are printed.
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import sys
 from typing import Any
 
 import testinfra.utils.ansible_runner
-from cluster_hosts import FLOATING_ADDRESS, REPO, sh
+from cluster_hosts import FLOATING_ADDRESS, REPO, save_figures, sh
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from vip_drill import FloatingAddress
@@ -30,14 +29,11 @@ LBS = sorted(RUNNER.get_hosts("lb"))
 VIP = FloatingAddress(FLOATING_ADDRESS, LBS)
 RATE = 100.0
 MOVE_S = 4.0
-RESULTS = REPO / "benchmarks" / "results"
 FIGURES: dict[str, Any] = {}
 
 
 def save() -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cluster_lb_failover.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
-    print(json.dumps(FIGURES, indent=2))
+    save_figures("cluster_lb_failover", FIGURES)
 
 
 def test_one_load_balancer_holds_the_address_and_both_serve_its_certificate() -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import LB, REPO, sh
+from cluster_hosts import LB, REPO, RESULTS, save_figures, sh
 
 sys.path.insert(0, str(REPO / "tests"))
 from browser_check import check_dashboard, check_png, render
@@ -44,14 +44,11 @@ API_HOSTS = sorted(RUNNER.get_hosts("api"))
 ALERT_BOUND_S = 120.0
 #: Where Alertmanager delivers (host_vars/cluster-mon1.yml: the network's gateway, this machine).
 WEBHOOK = ("10.203.30.1", 19095)
-RESULTS = REPO / "benchmarks" / "results"
 FIGURES: dict[str, Any] = {}
 
 
 def save() -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "cluster_monitoring.json").write_text(json.dumps(FIGURES, indent=2) + "\n")
-    print(json.dumps(FIGURES, indent=2))
+    save_figures("cluster_monitoring", FIGURES)
 
 
 def address(host: str) -> str:
