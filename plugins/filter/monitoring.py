@@ -1,7 +1,8 @@
 # Copyright: TutorMax SRE team
 # Apache License 2.0 (see galaxy.yml)
 """scrape_configs: Prometheus' scrape jobs for the stack, from the inventory's groups (one rule for
-the monitoring role's prometheus.yml and the tests that expect every target up)."""
+the monitoring role's prometheus.yml and the tests that expect every target up); alertmanager_config:
+Alertmanager's configuration from the monitoring role's receiver and grouping settings."""
 
 from __future__ import annotations
 
@@ -112,6 +113,49 @@ def scrape_configs(
     return [j for j in jobs if j is not None]
 
 
+RECEIVERS = ("none", "webhook", "email")
+
+
+def alertmanager_config(settings: Mapping[str, Any], inhibit_rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Alertmanager's configuration: one receiver named ``tutormax`` (``settings['receiver']``: none,
+    webhook or email), the route's grouping and timings, and ``inhibit_rules`` as given.
+
+    ``settings`` holds the monitoring role's ``monitoring_alert_*`` values without that prefix:
+    receiver, webhook_url, email_to, email_from, smtp_smarthost, smtp_username, smtp_password,
+    smtp_require_tls, send_resolved, group_by, group_wait, group_interval, repeat_interval.
+    """
+    kind = str(settings.get("receiver", "none"))
+    if kind not in RECEIVERS:
+        raise AnsibleFilterError(f"alertmanager_config: receiver {kind!r} is not one of {', '.join(RECEIVERS)}")
+    resolved = bool(settings.get("send_resolved", True))
+    receiver: dict[str, Any] = {"name": "tutormax"}
+    if kind == "webhook":
+        receiver["webhook_configs"] = [{"url": str(settings["webhook_url"]), "send_resolved": resolved}]
+    elif kind == "email":
+        email: dict[str, Any] = {
+            "to": str(settings["email_to"]),
+            "from": str(settings["email_from"]),
+            "smarthost": str(settings["smtp_smarthost"]),
+            "require_tls": bool(settings.get("smtp_require_tls", True)),
+            "send_resolved": resolved,
+        }
+        if settings.get("smtp_username"):
+            email["auth_username"] = str(settings["smtp_username"])
+            email["auth_password"] = str(settings.get("smtp_password", ""))
+        receiver["email_configs"] = [email]
+    return {
+        "route": {
+            "receiver": "tutormax",
+            "group_by": [str(label) for label in settings.get("group_by", ["alertname", "host"])],
+            "group_wait": str(settings.get("group_wait", "30s")),
+            "group_interval": str(settings.get("group_interval", "5m")),
+            "repeat_interval": str(settings.get("repeat_interval", "4h")),
+        },
+        "receivers": [receiver],
+        "inhibit_rules": [dict(rule) for rule in inhibit_rules],
+    }
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"scrape_configs": scrape_configs}
+        return {"scrape_configs": scrape_configs, "alertmanager_config": alertmanager_config}
