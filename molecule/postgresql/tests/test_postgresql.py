@@ -192,15 +192,24 @@ def test_pg_hba_allows_scram_from_the_allowed_hosts_and_peer_for_local_postgres_
     rules = sql(
         host,
         "SELECT type, array_to_string(database, ','), array_to_string(user_name, ','), "
-        "coalesce(address, ''), coalesce(netmask, ''), auth_method, coalesce(error, '') "
+        "coalesce(address, ''), coalesce(netmask, ''), auth_method, coalesce(error, ''), "
+        "coalesce(array_to_string(options, ','), '') "
         "FROM pg_hba_file_rules ORDER BY line_number",
     ).splitlines()
     parsed = [r.split("|") for r in rules]
     assert all(r[6] == "" for r in parsed), rules
-    for kind, _db, user, _addr, _mask, method, _ in parsed:
+    for kind, db, user, _addr, _mask, method, _, options in parsed:
         assert method in ("scram-sha-256", "peer"), rules
         if method == "peer":
-            assert (kind, user) == ("local", "postgres"), rules
+            # The local postgres superuser; the exporter's role only from its mapped system user.
+            assert (kind, user, options) == ("local", "postgres", "") or (kind, db, user, options) == (
+                "local",
+                "postgres",
+                "tutormax_monitor",
+                "map=monitor",
+            ), rules
+    idents = sql(host, "SELECT map_name, sys_name, pg_username, coalesce(error, '') FROM pg_ident_file_mappings")
+    assert idents.split() == ["monitor|prometheus|tutormax_monitor|"], idents
     remote = {(r[1], r[2], r[3], r[4]) for r in parsed if r[0].startswith("host") and r[3] not in ("127.0.0.1", "::1")}
     members = {address(get(server)) for server in SERVERS}
     assert remote == {("tutormax", "tutormax", address(client), "255.255.255.255")} | {
