@@ -96,6 +96,6 @@ def test_the_exporters_with_their_passwords_meet_the_unreachable_host_and_print_
     variables = {"exporters_redis_password": REDIS_PASSWORD, "exporters_sentinel_password": SENTINEL_PASSWORD}
     out = run_role(tmp_path, "exporters", REDIS_GROUPS, variables)
     assert "UNREACHABLE" in out, out
-    assert "Install the exporters" in out, out
+    assert "Ask dpkg which exporters are installed" in out, out
     assert REDIS_PASSWORD not in out
     assert SENTINEL_PASSWORD not in out
