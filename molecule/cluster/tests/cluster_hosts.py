@@ -22,6 +22,15 @@ FLOATING_ADDRESS = str(yaml.safe_load((SCENARIO / "host_vars" / "cluster-lb1.yml
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", f"http://{FLOATING_ADDRESS}")
 #: Where the drills write their figures (git-ignored).
 RESULTS = REPO / "benchmarks" / "results"
+#: site.yml's forks here (ansible.cfg has 20, for a fleet of real hosts). The sixteen containers share
+#: two cores with the controller and the load generator: with 20 forks a task on every host (the
+#: baseline, the exporters) took the CPU from the data path, p99 4.4 s and max 10 s over an
+#: environment change under 110 requests/s, with one or two requests failed per run; with 5 the same
+#: run took the same 395 s with p99 0.37 s and max 2.8 s (docs/TESTING.md).
+FORKS = 5
+#: And at this nice level, like benchmarks/rolling_update.py's Ansible runs: the controller's
+#: processes yield to the load generator (in production they have a machine of their own).
+NICE = 10
 
 
 def save_figures(name: str, figures: Mapping[str, Any]) -> None:
@@ -59,10 +68,15 @@ def psql(host: str, sql: str, database: str = "postgres") -> str:
     return sh(host, "runuser", "-u", "postgres", "--", "psql", "-d", database, "-XAtq", "-c", sql)
 
 
-def site_yml(*args: str, inventories: tuple[str, ...] = (), timeout: float = 900) -> tuple[int, dict[str, int], str]:
+def site_yml(
+    *args: str, inventories: tuple[str, ...] = (), timeout: float = 900, log: str = ""
+) -> tuple[int, dict[str, int], str]:
     """site.yml on the scenario's inventory (plus ``inventories``) with ``args``: exit status, changed
-    count per host from the recap, and the output (stdout and stderr)."""
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"]]
+    count per host from the recap, and the output (stdout and stderr), also written to
+    benchmarks/results/<log>.ansible.log when ``log`` names one (profile_tasks stamps each task, so a
+    drill's slow or failed requests can be matched with the task that ran then)."""
+    argv = ["nice", "-n", str(NICE), "ansible-playbook", "--forks", str(FORKS)]
+    argv += ["-i", os.environ["MOLECULE_INVENTORY_FILE"]]
     argv += [x for inv in inventories for x in ("-i", inv)]
     done = subprocess.run(
         [*argv, str(REPO / "site.yml"), *args],
@@ -73,4 +87,7 @@ def site_yml(*args: str, inventories: tuple[str, ...] = (), timeout: float = 900
         check=False,
     )
     changed = {m[0]: int(m[1]) for m in re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", done.stdout, re.M)}
+    if log:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{log}.ansible.log").write_text(done.stdout + done.stderr)
     return done.returncode, changed, done.stdout + done.stderr

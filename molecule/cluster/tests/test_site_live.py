@@ -156,7 +156,7 @@ def test_an_environment_change_rolls_over_api_and_celery_hosts_without_a_failed_
     load = loadgen.LoadGenerator(LB, RATE)
     load.start(900)
     try:
-        rc, changed, output = site_yml("-e", f"@{change_file}", inventories=inventories)
+        rc, changed, output = site_yml("-e", f"@{change_file}", inventories=inventories, log="site_live_drill")
     finally:
         result = load.stop()
     summary = loadgen.summarize(result)
