@@ -11,6 +11,9 @@ fi
 while IFS=$'\t' read -r name status _; do
   [ "$status" = passed ] && continue
   printf '\n--- %s %s: failures from .cache/stages/%s.log\n' "$name" "$status" "${name//\//_}"
+  # A stage ended by its STAGE_TIMEOUT: the processes that were still running (scripts/stage.sh).
+  grep -E '^!!! |\\_ .*(molecule|ansible-playbook|pytest|docker exec|timeout )' \
+    ".cache/stages/${name//\//_}.log" 2>/dev/null | cut -c1-300 | head -30
   grep -E '^(FAILED|ERROR) |^E  |\[FAIL\]|^fatal: |FAILED! =>' ".cache/stages/${name//\//_}.log" 2>/dev/null \
     | grep -vE '^E +(\?|-|\+|\[|\]|$)' | cut -c1-400 | head -40
 done < "$results"
