@@ -16,7 +16,11 @@ if [ "$limit" -gt 0 ]; then
   # Ten seconds before the limit, show what is still running (a hung docker exec, a nested playbook).
   early=$((limit > 20 ? limit - 10 : limit))
   (
-    sleep "$early"
+    # `wait` lets the TERM below end this watchdog at once, together with its sleep.
+    sleep "$early" &
+    nap=$!
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    wait "$nap"
     {
       printf '\n!!! [%s] stage %s still running after %d s; its processes:\n' \
         "$(date +%H:%M:%S)" "$name" "$early"
@@ -26,7 +30,6 @@ if [ "$limit" -gt 0 ]; then
   watchdog=$!
   timeout --kill-after=30 "$limit" "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
-  pkill -P "$watchdog" sleep 2>/dev/null
   kill "$watchdog" 2>/dev/null
   wait "$watchdog" 2>/dev/null
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
