@@ -560,6 +560,11 @@ class Harness:
             "p50_ms": {w: s["p50_ms"] for w, s in summary["windows"].items()},
             "p99_ms": {w: s["p99_ms"] for w, s in summary["windows"].items()},
             "api_host_seconds": {s["host"]: s.get("seconds") for s in spans},
+            # From `ansible-playbook` to each API host back in (or, for a new host, first in) every load
+            # balancer's pool and seen serving there: for a host added to `api`, the time to scale out.
+            "api_host_serving_after_s": {
+                s["host"]: round(float(s["end"]) - t_start, 1) for s in spans if s["outcome"] == "returned"
+            },
             "api_host_no_traffic_s": loadgen.instance_gaps(result.records, spans),
             "api_host_drain_wait_s": {
                 e["host"]: (e.get("detail") or {}).get("waited_s") for e in event_list if e.get("event") == "drained"
@@ -620,6 +625,12 @@ class Harness:
             step.check("every Celery host restarted", backs == set(self.cluster.workers), str(sorted(backs)))
             self.check_exports(step, ctx["stream"], events)
             if new_host:
+                step.figures["new_api_host_serving_after_s"] = step.figures["api_host_serving_after_s"].get(new_host)
+                print(
+                    f"  the new API host {new_host} served through every load balancer "
+                    f"{step.figures['new_api_host_serving_after_s']} s after ansible-playbook started",
+                    flush=True,
+                )
                 plan = next((e.get("detail") or {} for e in events if e.get("event") == "start"), {})
                 drains = [e["host"] for e in events if e.get("event") == "drain"]
                 pools = self.cluster.pools()

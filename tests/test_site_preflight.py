@@ -130,6 +130,10 @@ def short_cipher_pass(inv: dict[str, Any]) -> None:
     inv["all"]["vars"]["vault_pgbackrest_cipher_pass"] = "Qm8vT2xK9pL4wZ7nR1"  # noqa: S105 - a test's own
 
 
+def retired_but_still_serving(inv: dict[str, Any]) -> None:
+    inv["all"]["children"]["retired"] = {"hosts": {"api2": None}}
+
+
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
@@ -148,6 +152,7 @@ def short_cipher_pass(inv: dict[str, Any]) -> None:
         (backup_on_a_postgres_host, "pg2 is in both backup and postgres"),
         (placeholder_cipher_pass, "vault_pgbackrest_cipher_pass is missing or a placeholder"),
         (short_cipher_pass, "vault_pgbackrest_cipher_pass is 18 characters: use 20 or more"),
+        (retired_but_still_serving, "in the group retired and still in another group: api2"),
     ],
 )
 def test_a_bad_inventory_stops_in_the_preflight_before_any_host_is_contacted(

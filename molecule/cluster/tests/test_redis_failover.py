@@ -18,7 +18,7 @@ import time
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import LB, REPO, secret, sh
+from cluster_hosts import LB, REPO, address_of, secret, sh
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -43,10 +43,6 @@ def sentinel_master(host: str) -> str:
         check=False,
     )
     return out.strip()
-
-
-def address_of(host: str) -> str:
-    return sh(host, "hostname", "-I").split()[0]
 
 
 def worker_names() -> list[str]:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import testinfra.utils.ansible_runner
 import yaml
-from cluster_hosts import LB, REPO, SECRETS, secret, sh, site_yml
+from cluster_hosts import LB, REPO, SECRETS, SITE_LIVE_CHANGE, secret, sh, site_yml
 from secret_scan import scan_host, scan_text
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -41,7 +41,7 @@ BEAT_HOSTS = sorted(RUNNER.get_hosts("celery_beat"))
 RESULTS = REPO / "benchmarks" / "results"
 FIGURES: dict[str, Any] = {}
 #: The drill's settings change, given to both runs (an operator keeps it in the inventory).
-CHANGE = {"app_release_log_level": "WARNING"}
+CHANGE = SITE_LIVE_CHANGE
 RATE = 110.0
 
 # Per process of a unit (main process and its children): the value of one environment variable.

@@ -1,0 +1,322 @@
+"""Scaling in by inventory (issue 22), after test_site_live.py in file order: hosts moved into the group
+`retired`, then site.yml's retire plays (`--tags retire`), under load through the load balancers.
+
+1. The API host the rolling update added (cluster-api4) retired: no failed request, gone from the
+   upstreams of both load balancers and from pg_hba, tutormax-api stopped and disabled.
+2. Retiring Patroni's leader is refused before anything changes (rc != 0, changed=0, the message says
+   to switch over first).
+3. A PostgreSQL replica (neither the leader nor the inventory's postgres_primary) retired: no failed
+   request, Patroni stopped and disabled, the member gone from Patroni's list, its replication slot
+   dropped on the leader, pg_hba without it; the next run changes nothing.
+4. Celery worker instances on one host raised from 1 to 2 and back (`celery_worker_instances`,
+   `site.yml --tags celery`) under load, with export tasks held running (rolling_update.py's lock
+   holder): the second instance starts, then stops with a clean warm shutdown, during which its own
+   metrics (tasks succeeded) still count up (the tasks it ran at SIGTERM finished); every export
+   requested meanwhile ends done; no failed request. (The journal cannot tell: test_site_live.py left
+   the log level at WARNING, which hides Celery's "succeeded" lines.)
+
+Figures go to benchmarks/results/sizing_drill.json and are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import testinfra.utils.ansible_runner
+import yaml
+from cluster_hosts import LB, REPO, SCENARIO, SITE_LIVE_CHANGE, address_of, psql, save_figures, sh, site_yml
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgen
+from pg_failover import Drill
+from rolling_update import EXPORT_DAYS, EXPORT_END, HOLDER, Cluster
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+LB_HOSTS = sorted(RUNNER.get_hosts("lb"))
+PG_HOSTS = sorted(RUNNER.get_hosts("postgres"))
+SPARE_API = "cluster-api4"
+WORKER = "cluster-worker1"
+#: tutormax_celery_metrics_port: instance N of a worker serves its metrics on this port + N - 1.
+WORKER_METRICS_PORT = 9808
+RATE = 110.0
+FIGURES: dict[str, Any] = {}
+
+
+def inventory_with(tmp: Path, retired: list[str]) -> str:
+    """The scenario's inventory with ``retired`` moved out of every group into `retired`, written beside
+    links to the scenario's group_vars and host_vars (Molecule's own inventory folder is read whole, so
+    the copy goes elsewhere)."""
+    tree = yaml.safe_load(Path(INVENTORY).read_text())
+
+    def drop(group: dict[str, Any]) -> None:
+        hosts = group.get("hosts") or {}
+        for name in retired:
+            hosts.pop(name, None)
+        for child in (group.get("children") or {}).values():
+            drop(child or {})
+
+    # Molecule writes every group at the top level (and `all` with each host's connection); `all`
+    # keeps the hosts, every other group loses them.
+    for name, group in tree.items():
+        if name == "all":
+            for child in (group.get("children") or {}).values():
+                drop(child or {})
+        else:
+            drop(group or {})
+    tree["retired"] = {"hosts": {h: {} for h in retired}}
+    folder = tmp / "inventory"
+    folder.mkdir(parents=True, exist_ok=True)
+    for link, target in (("group_vars", REPO / "inventories" / "local" / "group_vars"),
+                         ("host_vars", SCENARIO / "host_vars")):  # fmt: skip
+        if not (folder / link).exists():
+            (folder / link).symlink_to(target)
+    path = folder / "hosts.yml"
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
+
+
+def upstream_servers(lb: str) -> str:
+    return sh(lb, "cat", "/etc/nginx/conf.d/tutormax-upstreams.conf")
+
+
+def unit_state(host: str, unit: str) -> tuple[str, str]:
+    active = sh(host, "systemctl", "is-active", unit, check=False).strip()
+    enabled = sh(host, "systemctl", "is-enabled", unit, check=False).strip()
+    return active, enabled
+
+
+def load_figures(name: str, result: loadgen.LoadResult) -> None:
+    """The load's figures, saved with the requests and a plot; asserts no failed request at >= 100/s."""
+    summary = loadgen.summarize(result)
+    loadgen.write_results(f"sizing_{name}_load", result, summary, [], title=f"sizing drill: {name}")
+    overall = summary["overall"]
+    FIGURES.setdefault(name, {}).update({
+        "requests": overall["requests"], "failed": overall["failed"], "rate_per_s": overall["rate_per_s"],
+        "p99_ms": overall.get("p99_ms"), "max_ms": overall.get("max_ms"), "failures": summary["failures"][:10],
+    })  # fmt: skip
+    save_figures("sizing_drill", FIGURES)
+    assert overall["failed"] == 0, f"{overall['failed']} of {overall['requests']} requests failed"
+    assert (overall["rate_per_s"] or 0) >= 100, f"only {overall['rate_per_s']} requests/s were sent"
+
+
+def retire_under_load(name: str, base: str, inventories: tuple[str, ...] = ()) -> None:
+    load = loadgen.LoadGenerator(LB, RATE)
+    load.start(600)
+    start = time.monotonic()
+    try:
+        rc, changed, output = site_yml("--tags", "retire", base=base, inventories=inventories, log=f"sizing_{name}")
+    finally:
+        result = load.stop()
+    FIGURES[name] = {"rc": rc, "seconds": round(time.monotonic() - start, 1), "changed": changed}
+    assert rc == 0, output[-4000:]
+    load_figures(name, result)
+
+
+@pytest.mark.timeout(900)
+def test_an_api_host_retired_under_load_is_drained_from_every_load_balancer_then_stopped(tmp_path: Path) -> None:
+    assert unit_state(SPARE_API, "tutormax-api.service")[0] == "active", "the rolling update added no API host"
+    spare = address_of(SPARE_API)
+    assert all(f"{spare}:8000" in upstream_servers(lb) for lb in LB_HOSTS)
+    # cluster-api4 is in `api` only through the extra inventory the rolling update's tests pass: here it
+    # is in `retired` instead.
+    extra = tmp_path / "retired.json"
+    extra.write_text(json.dumps({"retired": {"hosts": {SPARE_API: {}}}}))
+    retire_under_load("api_host", INVENTORY, (str(extra),))
+    assert [lb for lb in LB_HOSTS if f"{spare}:8000" in upstream_servers(lb)] == []
+    assert unit_state(SPARE_API, "tutormax-api.service") == ("inactive", "disabled")
+    hba = {h: sh(h, "sh", "-c", "cat /etc/postgresql/*/main/pg_hba.conf") for h in PG_HOSTS}
+    assert [h for h, text in hba.items() if spare in text] == []
+
+
+def slots(leader: str) -> set[str]:
+    return set(psql(leader, "SELECT slot_name FROM pg_replication_slots").split())
+
+
+def drill() -> Drill:
+    return Drill(members=tuple(PG_HOSTS), client="", app_password="")
+
+
+@pytest.mark.timeout(600)
+def test_retiring_the_patroni_leader_is_refused_with_nothing_changed(tmp_path: Path) -> None:
+    leader = drill().leader()
+    assert leader
+    start = time.monotonic()
+    rc, changed, output = site_yml("--tags", "retire", base=inventory_with(tmp_path, [leader]))
+    FIGURES["leader_refused"] = {"rc": rc, "seconds": round(time.monotonic() - start, 1), "changed": changed}
+    save_figures("sizing_drill", FIGURES)
+    assert rc != 0
+    assert f"{leader} is the Patroni leader: switch over first" in " ".join(output.split()), output[-3000:]
+    assert sum(changed.values()) == 0, changed
+    assert unit_state(leader, "patroni@15-main.service")[0] == "active"
+
+
+@pytest.mark.timeout(900)
+def test_a_replica_retired_under_load_leaves_patroni_and_its_slot_is_dropped(tmp_path: Path) -> None:
+    pg = drill()
+    leader = pg.leader()
+    primary = sorted(RUNNER.get_hosts("postgres_primary"))
+    replica = next(h for h in PG_HOSTS if h != leader and h not in primary)
+    assert replica.replace("-", "_") in slots(leader)
+    inventory = inventory_with(tmp_path, [replica])
+    retire_under_load("pg_replica", inventory)
+    assert unit_state(replica, "patroni@15-main.service") == ("inactive", "disabled")
+    assert replica not in [m["Member"] for m in pg.cluster()]
+    assert replica.replace("-", "_") not in slots(leader)
+    gone = address_of(replica)
+    hba = {h: sh(h, "sh", "-c", "cat /etc/postgresql/*/main/pg_hba.conf") for h in PG_HOSTS if h != replica}
+    assert [h for h, text in hba.items() if gone in text] == []
+    rc, changed, output = site_yml("--tags", "retire", base=inventory)
+    FIGURES["pg_replica_rerun"] = {"rc": rc, "changed": changed}
+    save_figures("sizing_drill", FIGURES)
+    assert rc == 0, output[-3000:]
+    assert sum(changed.values()) == 0, changed
+
+
+def worker_units(host: str) -> list[str]:
+    out = sh(host, "systemctl", "list-units", "--no-legend", "--plain", "--state=active", "tutormax-worker@*")
+    return sorted(line.split()[0] for line in out.splitlines() if line.strip())
+
+
+class Exports:
+    """Export tasks requested every ``interval`` s while the instances change, then followed to their end."""
+
+    def __init__(self, cluster: Cluster, interval: float = 0.5, limit: int = 600) -> None:
+        self.cluster, self.interval, self.limit = cluster, interval, limit
+        self.ids: list[str] = []
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and len(self.ids) < self.limit:
+            try:
+                response = self.cluster.http.post(
+                    "/api/exports", json={"kind": "daily_metrics", "end": EXPORT_END, "days": EXPORT_DAYS}
+                )
+                if response.status_code == 202:
+                    self.ids.append(response.json()["id"])
+                else:
+                    self.errors.append(f"HTTP {response.status_code}")
+            except httpx.HTTPError as exc:
+                self.errors.append(type(exc).__name__)
+            self.stop.wait(self.interval)
+
+    def follow(self, timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while True:
+            for export_id in self.ids:
+                if states.get(export_id) not in ("done", "failed"):
+                    try:
+                        states[export_id] = self.cluster.http.get(f"/api/exports/{export_id}").json()["status"]
+                    except (httpx.HTTPError, ValueError, KeyError) as exc:
+                        states[export_id] = f"unreadable: {type(exc).__name__}"
+            if all(v in ("done", "failed") for v in states.values()) or time.monotonic() > deadline:
+                return states
+            time.sleep(2)
+
+
+class SucceededCount:
+    """Polls one worker instance's own metrics: (time, tasks succeeded so far, or None when it does not
+    answer), until stopped."""
+
+    def __init__(self, url: str, interval: float = 0.25) -> None:
+        self.url, self.interval = url, interval
+        self.samples: list[tuple[float, float | None]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=1.0) as client:
+            while not self.stop.is_set():
+                value: float | None = None
+                try:
+                    text = client.get(self.url).text
+                    value = sum(
+                        float(line.rsplit(" ", 1)[1])
+                        for line in text.splitlines()
+                        if line.startswith("tutormax_celery_tasks_total{") and 'state="succeeded"' in line
+                    )
+                except (httpx.HTTPError, ValueError, IndexError):
+                    value = None
+                self.samples.append((time.time(), value))
+                self.stop.wait(self.interval)
+
+    def after(self, sigterm: float) -> float:
+        """Tasks the instance counted as succeeded after ``sigterm`` (epoch), as far as it answered."""
+        before = [v for t, v in self.samples if t < sigterm and v is not None]
+        later = [v for t, v in self.samples if t >= sigterm and v is not None]
+        return max(later) - before[-1] if before and later else 0.0
+
+
+@pytest.mark.timeout(1200)
+def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path) -> None:
+    change = tmp_path / "change.json"
+    change.write_text(json.dumps(SITE_LIVE_CHANGE))
+    two = tmp_path / "two-instances.json"
+    two.write_text(json.dumps({"celery_worker": {"hosts": {WORKER: {"celery_worker_instances": 2}}}}))
+    assert worker_units(WORKER) == ["tutormax-worker@1.service"]
+    cluster = Cluster(INVENTORY, LB, [], [WORKER])
+    started = time.time()
+    # Every export not yet done waits for a row lock, released every 3 s: a task is running in each
+    # instance when the second one gets SIGTERM.
+    holder = cluster.hold_unfinished_exports(3.0, seconds=600, log=tmp_path / "holder.log")
+    exports = Exports(cluster)
+    load = loadgen.LoadGenerator(LB, RATE)
+    load.start(900)
+    exports.thread.start()
+    try:
+        t0 = time.monotonic()
+        rc_up, changed_up, out_up = site_yml(
+            "--tags", "celery", "-e", f"@{change}", inventories=(str(two),), log="sizing_workers_up"
+        )
+        up_s, units_up = time.monotonic() - t0, worker_units(WORKER)
+        time.sleep(10)  # the second instance takes its share of the exports
+        counter = SucceededCount(f"http://{address_of(WORKER)}:{WORKER_METRICS_PORT + 1}/metrics")
+        counter.thread.start()
+        t0 = time.monotonic()
+        rc_down, changed_down, out_down = site_yml("--tags", "celery", "-e", f"@{change}", log="sizing_workers_down")
+        down_s, units_down = time.monotonic() - t0, worker_units(WORKER)
+        counter.stop.set()
+    finally:
+        exports.stop.set()
+        exports.thread.join(15)
+        result = load.stop()
+        cluster.psql(
+            f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{HOLDER}'"  # noqa: S608
+        )
+        holder.kill()
+    states = exports.follow(240)
+    shutdowns = [d for d in cluster.warm_shutdowns(WORKER, started) if d["unit"] == "tutormax-worker@2.service"]
+    finished = [counter.after(d["sigterm"]) for d in shutdowns]
+    by_status: dict[str, int] = {}
+    for status in states.values():
+        by_status[status] = by_status.get(status, 0) + 1
+    FIGURES["worker_instances"] = {
+        "up": {"rc": rc_up, "seconds": round(up_s, 1), "changed": changed_up.get(WORKER), "units": units_up},
+        "down": {"rc": rc_down, "seconds": round(down_s, 1), "changed": changed_down.get(WORKER), "units": units_down},
+        "exports": {"requested": len(exports.ids), "by_status": by_status, "request_errors": exports.errors[:10]},
+        "warm_shutdowns": shutdowns,
+        "succeeded_after_sigterm": finished,
+        "metrics_answers": sum(v is not None for _, v in counter.samples),
+    }
+    assert rc_up == 0, out_up[-4000:]
+    assert rc_down == 0, out_down[-4000:]
+    load_figures("worker_instances", result)
+    assert units_up == ["tutormax-worker@1.service", "tutormax-worker@2.service"]
+    assert units_down == ["tutormax-worker@1.service"]
+    assert sh(WORKER, "systemctl", "is-enabled", "tutormax-worker@2.service", check=False).strip() != "enabled"
+    assert exports.ids, "no export was requested"
+    assert not exports.errors, exports.errors[:10]
+    assert by_status == {"done": len(exports.ids)}, by_status
+    assert [d["ended"] for d in shutdowns] == ["clean"], shutdowns
+    assert finished[0] > 0, f"tutormax-worker@2 counted no task succeeded after its SIGTERM: {counter.samples[-20:]}"
