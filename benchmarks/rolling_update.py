@@ -229,6 +229,20 @@ class Cluster:
         with log.open("wb") as out:
             return subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
 
+    def request_export(self, ids: list[str], errors: list[str]) -> None:
+        """Request one export (seconds of work on the seeded data) through the load balancer: its id
+        goes to ``ids``, a refusal or a transport error to ``errors``."""
+        try:
+            response = self.http.post(
+                "/api/exports", json={"kind": "daily_metrics", "end": EXPORT_END, "days": EXPORT_DAYS}
+            )
+            if response.status_code == 202:
+                ids.append(response.json()["id"])
+            else:
+                errors.append(f"HTTP {response.status_code}")
+        except httpx.HTTPError as exc:
+            errors.append(type(exc).__name__)
+
     def pools(self) -> dict[str, dict[str, list[str]]]:
         """Per load balancer: the API hosts in service and the ones marked down, read by the module the
         playbook reads them with (tutormax.cluster.nginx_pool_info on its upstream file)."""
@@ -395,16 +409,7 @@ class ExportStream:
         # Exports start well before the first worker stops, and keep coming until every Celery host
         # is back (or `limit` were requested), so that one runs at every SIGTERM.
         while not self.stop.is_set() and len(self.ids) < self.limit and not self._celery_phase_over():
-            try:
-                response = self.cluster.http.post(
-                    "/api/exports", json={"kind": "daily_metrics", "end": EXPORT_END, "days": EXPORT_DAYS}
-                )
-                if response.status_code == 202:
-                    self.ids.append(response.json()["id"])
-                else:
-                    self.errors.append(f"HTTP {response.status_code}")
-            except httpx.HTTPError as exc:
-                self.errors.append(type(exc).__name__)
+            self.cluster.request_export(self.ids, self.errors)
             self.stop.wait(self.interval)
 
     def follow(self, timeout: float) -> dict[str, dict[str, Any]]:

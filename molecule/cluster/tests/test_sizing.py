@@ -37,7 +37,7 @@ from cluster_hosts import LB, REPO, SCENARIO, SITE_LIVE_CHANGE, address_of, psql
 sys.path.insert(0, str(REPO / "benchmarks"))
 import loadgen
 from pg_failover import Drill
-from rolling_update import EXPORT_DAYS, EXPORT_END, HOLDER, Cluster
+from rolling_update import HOLDER, Cluster
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -198,16 +198,7 @@ class Exports:
 
     def _run(self) -> None:
         while not self.stop.is_set() and len(self.ids) < self.limit:
-            try:
-                response = self.cluster.http.post(
-                    "/api/exports", json={"kind": "daily_metrics", "end": EXPORT_END, "days": EXPORT_DAYS}
-                )
-                if response.status_code == 202:
-                    self.ids.append(response.json()["id"])
-                else:
-                    self.errors.append(f"HTTP {response.status_code}")
-            except httpx.HTTPError as exc:
-                self.errors.append(type(exc).__name__)
+            self.cluster.request_export(self.ids, self.errors)
             self.stop.wait(self.interval)
 
     def follow(self, timeout: float) -> dict[str, str]:
