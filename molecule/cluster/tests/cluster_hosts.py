@@ -6,13 +6,19 @@ import json
 import os
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 
 REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import loadgen  # noqa: E402 - benchmarks/ is not a package
+
 SCENARIO = Path(__file__).resolve().parents[1]
 SECRETS = REPO / "inventories" / "local" / "group_vars" / "all" / "secrets.yml"
 #: The load balancers' floating address (host_vars/cluster-lb*.yml).
@@ -22,6 +28,8 @@ FLOATING_ADDRESS = str(yaml.safe_load((SCENARIO / "host_vars" / "cluster-lb1.yml
 LB = os.environ.get("TUTORMAX_CLUSTER_LB", f"http://{FLOATING_ADDRESS}")
 #: Where the drills write their figures (git-ignored).
 RESULTS = REPO / "benchmarks" / "results"
+#: The drills' load through the load balancer, requests per second (the issues ask for at least 100).
+RATE = 110.0
 #: site.yml's forks here (ansible.cfg has 20, for a fleet of real hosts). The sixteen containers share
 #: two cores with the controller and the load generator: with 20 forks a task on every host (the
 #: baseline, the exporters) took the CPU from the data path, p99 4.4 s and max 10 s over an
@@ -100,3 +108,50 @@ def site_yml(
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{log}.ansible.log").write_text(done.stdout + done.stderr)
     return done.returncode, changed, done.stdout + done.stderr
+
+
+def load_figures(label: str, result: loadgen.LoadResult) -> dict[str, Any]:
+    """A drill's load summarized and saved (benchmarks/results/<label>_load.*: every request and a plot):
+    its figures."""
+    summary = loadgen.summarize(result)
+    loadgen.write_results(f"{label}_load", result, summary, [], title=label)
+    overall = summary["overall"]
+    return {
+        "requests": overall["requests"],
+        "failed": overall["failed"],
+        "rate_per_s": overall["rate_per_s"] or 0.0,
+        "writes": overall["writes"],
+        "p50_ms": overall.get("p50_ms"),
+        "p99_ms": overall.get("p99_ms"),
+        "max_ms": overall.get("max_ms"),
+        "duration_s": summary["duration_s"],
+        "failures": summary["failures"][:10],
+    }
+
+
+def assert_served(figures: Mapping[str, Any]) -> None:
+    """No request of the load failed, and it held at least 100 requests/s."""
+    assert figures["failed"] == 0, f"{figures['failed']} of {figures['requests']} failed: {figures['failures']}"
+    assert figures["rate_per_s"] >= 100, f"only {figures['rate_per_s']:.0f} requests/s were sent"
+
+
+def site_yml_under_load(
+    label: str, *args: str, inventories: tuple[str, ...] = (), base: str = ""
+) -> tuple[int, dict[str, int], str, dict[str, Any]]:
+    """site_yml() while RATE requests/s go through the load balancer, its output saved as <label>: exit
+    status, changed count per host, output, and the figures of the run and its load."""
+    load = loadgen.LoadGenerator(LB, RATE)
+    load.start(900)
+    start = time.monotonic()
+    try:
+        rc, changed, output = site_yml(*args, inventories=inventories, base=base, log=label)
+    finally:
+        result = load.stop()
+    figures = {"rc": rc, "seconds": round(time.monotonic() - start, 1)} | load_figures(label, result)
+    return rc, changed, output, figures
+
+
+def scrape_targets(prometheus: str) -> list[dict[str, Any]]:
+    """The active scrape targets of the Prometheus at ``prometheus`` (its URL)."""
+    data = httpx.get(f"{prometheus}/api/v1/targets", params={"state": "active"}, timeout=10).json()
+    return list(data["data"]["activeTargets"])
