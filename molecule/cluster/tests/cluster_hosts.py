@@ -51,9 +51,14 @@ def save_figures(name: str, figures: Mapping[str, Any]) -> None:
     print(json.dumps(figures, indent=2, default=str))
 
 
+def secrets() -> dict[str, str]:
+    """The local cluster's secrets file: every secret's name and value."""
+    return {k: str(v) for k, v in yaml.safe_load(SECRETS.read_text()).items()}
+
+
 def secret(name: str) -> str:
     """A value of the local cluster's secrets file."""
-    return str(yaml.safe_load(SECRETS.read_text())[name])
+    return secrets()[name]
 
 
 def sh(host: str, *argv: str, env: dict[str, str] | None = None, check: bool = True) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import testinfra
 import testinfra.utils.ansible_runner
-import yaml
+from cluster_hosts import secrets
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -25,12 +25,7 @@ testinfra_hosts = API_HOSTS
 
 REPO = Path(__file__).resolve().parents[3]
 # The local inventory's secrets (the scenario links its group_vars; prepare.yml generates them).
-SECRETS = {
-    name: str(value)
-    for name, value in yaml.safe_load(
-        (REPO / "inventories" / "local" / "group_vars" / "all" / "secrets.yml").read_text()
-    ).items()
-}
+SECRETS = secrets()
 ENV_FILE = "/etc/tutormax/tutormax.env"
 ROOT = "/opt/tutormax"
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
-import yaml
-from cluster_hosts import LB, SECRETS, address_of, scrape_targets, sh
+from cluster_hosts import LB, address_of, scrape_targets, sh
+from cluster_hosts import secrets as all_secrets
 from secret_scan import scan_text
 
 REPO = Path(__file__).resolve().parents[3]
@@ -119,7 +119,7 @@ def test_no_secret_value_is_in_the_output_of_the_rollouts_runs() -> None:
     logs = {s["name"]: Path(s["figures"]["files"]["ansible_log"]).read_text() for s in REPORT["steps"]}
     # The update ran the migrations with the database's URL and wrote every environment file.
     assert "Apply the database migrations of release" in logs["update"]
-    secrets = {k: str(v) for k, v in yaml.safe_load(SECRETS.read_text()).items()}
+    secrets = all_secrets()
     leaked = {name: found for name, text in logs.items() if (found := scan_text(text, secrets))}
     assert not leaked, f"secret values in the output of rolling_update.yml: {leaked}"
 

@@ -1,19 +1,21 @@
 """Scaling in by inventory (issue 22), after test_site_live.py in file order: hosts moved into the group
 `retired`, then site.yml's retire plays (`--tags retire`), under load through the load balancers.
 
-1. The API host the rolling update added (cluster-api4) retired: no failed request, gone from the
-   upstreams of both load balancers and from pg_hba, tutormax-api stopped and disabled.
-2. Retiring Patroni's leader is refused before anything changes (rc != 0, changed=0, the message says
+1. Retiring Patroni's leader is refused before anything changes (rc != 0, changed=0, the message says
    to switch over first).
-3. A PostgreSQL replica (neither the leader nor the inventory's postgres_primary) retired: no failed
-   request, Patroni stopped and disabled, the member gone from Patroni's list, its replication slot
-   dropped on the leader, pg_hba without it; the next run changes nothing.
-4. Celery worker instances on one host raised from 1 to 2 and back (`celery_worker_instances`,
-   `site.yml --tags celery`) under load, with export tasks held running (rolling_update.py's lock
-   holder): the second instance starts, then stops with a clean warm shutdown, during which its own
-   metrics (tasks succeeded) still count up (the tasks it ran at SIGTERM finished); every export
-   requested meanwhile ends done; no failed request. (The journal cannot tell: test_site_live.py left
-   the log level at WARNING, which hides Celery's "succeeded" lines.)
+2. Two hosts retired in one run (scale-in of two tiers at once): the API host the rolling update added
+   (cluster-api4) and a PostgreSQL replica (neither the leader nor the inventory's postgres_primary).
+   No failed request. The API host is gone from the upstreams of both load balancers, from pg_hba
+   and from Prometheus' targets, tutormax-api stopped and disabled. The replica's Patroni is stopped
+   and disabled, the member gone from Patroni's list, its replication slot dropped on the leader,
+   pg_hba and Prometheus without it. The next run changes nothing.
+3. Celery worker instances on one host raised from 1 to 2 and back (`celery_worker_instances`,
+   `site.yml --tags celery --limit <host>,<monitoring host>`) under load, with export tasks
+   held running (rolling_update.py's lock holder): the second instance starts and Prometheus scrapes
+   it, then it stops with a clean warm shutdown, during which its own metrics (tasks succeeded) still
+   count up (the tasks it ran at SIGTERM finished), and Prometheus drops it; every export requested
+   meanwhile ends done; no failed request; nothing changed outside the two hosts. (The journal cannot
+   tell: test_site_live.py left the log level at WARNING, which hides Celery's "succeeded" lines.)
 
 Figures go to benchmarks/results/sizing_drill.json and are printed.
 """
@@ -109,35 +111,6 @@ def unit_state(host: str, unit: str) -> tuple[str, str]:
     return active, enabled
 
 
-def retire_under_load(name: str, base: str, inventories: tuple[str, ...] = ()) -> None:
-    rc, changed, output, figures = site_yml_under_load(
-        f"sizing_{name}", "--tags", "retire", base=base, inventories=inventories
-    )
-    FIGURES[name] = figures | {"changed": changed}
-    save_figures("sizing_drill", FIGURES)
-    assert rc == 0, output[-4000:]
-    assert_served(figures)
-
-
-@pytest.mark.timeout(900)
-def test_an_api_host_retired_under_load_is_drained_from_every_load_balancer_then_stopped(tmp_path: Path) -> None:
-    assert unit_state(SPARE_API, "tutormax-api.service")[0] == "active", "the rolling update added no API host"
-    spare = address_of(SPARE_API)
-    assert all(f"{spare}:8000" in upstream_servers(lb) for lb in LB_HOSTS)
-    # cluster-api4 is in `api` only through the extra inventory the rolling update's tests pass: here it
-    # is in `retired` instead.
-    extra = tmp_path / "retired.json"
-    extra.write_text(json.dumps({"retired": {"hosts": {SPARE_API: {}}}}))
-    retire_under_load("api_host", INVENTORY, (str(extra),))
-    assert [lb for lb in LB_HOSTS if f"{spare}:8000" in upstream_servers(lb)] == []
-    assert unit_state(SPARE_API, "tutormax-api.service") == ("inactive", "disabled")
-    # Prometheus no longer scrapes it: no alert pages for a host taken out on purpose.
-    scraped = {t["labels"].get("host") for t in scrape_targets(PROMETHEUS)}
-    assert SPARE_API not in scraped, sorted(h for h in scraped if h)
-    hba = {h: sh(h, "sh", "-c", "cat /etc/postgresql/*/main/pg_hba.conf") for h in PG_HOSTS}
-    assert [h for h, text in hba.items() if spare in text] == []
-
-
 def slots(leader: str) -> set[str]:
     return set(psql(leader, "SELECT slot_name FROM pg_replication_slots").split())
 
@@ -160,23 +133,70 @@ def test_retiring_the_patroni_leader_is_refused_with_nothing_changed(tmp_path: P
     assert unit_state(leader, "patroni@15-main.service")[0] == "active"
 
 
-@pytest.mark.timeout(900)
-def test_a_replica_retired_under_load_leaves_patroni_and_its_slot_is_dropped(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def retirement(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One scale-in of two hosts at once, under load: the API host the rolling update added
+    (cluster-api4) and a PostgreSQL replica (neither the leader nor the inventory's postgres_primary)
+    moved into `retired`, then `site.yml --tags retire`. What the tests below check, and the
+    inventory (base and extra) that is the cluster's truth from then on."""
+    tmp = tmp_path_factory.mktemp("retired")
+    assert unit_state(SPARE_API, "tutormax-api.service")[0] == "active", "the rolling update added no API host"
+    spare = address_of(SPARE_API)
+    assert all(f"{spare}:8000" in upstream_servers(lb) for lb in LB_HOSTS)
     pg = drill()
     leader = pg.leader()
     primary = sorted(RUNNER.get_hosts("postgres_primary"))
     replica = next(h for h in PG_HOSTS if h != leader and h not in primary)
     assert replica.replace("-", "_") in slots(leader)
-    inventory = inventory_with(tmp_path, [replica])
-    retire_under_load("pg_replica", inventory)
+    # cluster-api4 is in `api` only through the extra inventory the rolling update's tests pass: here it
+    # is in `retired` instead, beside the replica.
+    extra = tmp / "retired.json"
+    extra.write_text(json.dumps({"retired": {"hosts": {SPARE_API: {}}}}))
+    base = inventory_with(tmp, [replica])
+    rc, changed, output, figures = site_yml_under_load(
+        "sizing_retire", "--tags", "retire", base=base, inventories=(str(extra),)
+    )
+    FIGURES["retire"] = figures | {"changed": changed, "hosts": [SPARE_API, replica]}
+    save_figures("sizing_drill", FIGURES)
+    return {
+        "rc": rc, "output": output, "figures": figures, "base": base, "extra": str(extra),
+        "spare": spare, "replica": replica, "leader": leader, "pg": pg,
+    }  # fmt: skip
+
+
+@pytest.mark.timeout(900)
+def test_an_api_host_and_a_replica_retired_together_under_load_fail_no_request(retirement: dict[str, Any]) -> None:
+    assert retirement["rc"] == 0, retirement["output"][-4000:]
+    assert_served(retirement["figures"])
+
+
+def test_the_retired_api_host_is_drained_from_every_load_balancer_then_stopped(retirement: dict[str, Any]) -> None:
+    spare = retirement["spare"]
+    assert [lb for lb in LB_HOSTS if f"{spare}:8000" in upstream_servers(lb)] == []
+    assert unit_state(SPARE_API, "tutormax-api.service") == ("inactive", "disabled")
+    # Prometheus no longer scrapes it: no alert pages for a host taken out on purpose.
+    scraped = {t["labels"].get("host") for t in scrape_targets(PROMETHEUS)}
+    assert SPARE_API not in scraped, sorted(h for h in scraped if h)
+    hba = {h: sh(h, "sh", "-c", "cat /etc/postgresql/*/main/pg_hba.conf") for h in PG_HOSTS}
+    assert [h for h, text in hba.items() if spare in text] == []
+
+
+def test_the_retired_replica_leaves_patroni_and_its_slot_is_dropped(retirement: dict[str, Any]) -> None:
+    replica, leader = retirement["replica"], retirement["leader"]
     assert unit_state(replica, "patroni@15-main.service") == ("inactive", "disabled")
-    assert replica not in [m["Member"] for m in pg.cluster()]
+    assert replica not in [m["Member"] for m in retirement["pg"].cluster()]
     assert replica.replace("-", "_") not in slots(leader)
     gone = address_of(replica)
     hba = {h: sh(h, "sh", "-c", "cat /etc/postgresql/*/main/pg_hba.conf") for h in PG_HOSTS if h != replica}
     assert [h for h, text in hba.items() if gone in text] == []
-    rc, changed, output = site_yml("--tags", "retire", base=inventory)
-    FIGURES["pg_replica_rerun"] = {"rc": rc, "changed": changed}
+    scraped = {t["labels"].get("host") for t in scrape_targets(PROMETHEUS)}
+    assert replica not in scraped, sorted(h for h in scraped if h)
+
+
+@pytest.mark.timeout(600)
+def test_the_next_retire_run_changes_nothing(retirement: dict[str, Any]) -> None:
+    rc, changed, output = site_yml("--tags", "retire", base=retirement["base"], inventories=(retirement["extra"],))
+    FIGURES["retire_rerun"] = {"rc": rc, "changed": changed}
     save_figures("sizing_drill", FIGURES)
     assert rc == 0, output[-3000:]
     assert sum(changed.values()) == 0, changed
@@ -250,13 +270,28 @@ class SucceededCount:
         return max(later) - before[-1] if before and later else 0.0
 
 
-@pytest.mark.timeout(1200)
-def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path) -> None:
+def worker_targets() -> list[str]:
+    """The worker instances of WORKER that Prometheus scrapes."""
+    return sorted(
+        t["labels"].get("worker", "")
+        for t in scrape_targets(PROMETHEUS)
+        if t["labels"].get("job") == "celery" and t["labels"].get("host") == WORKER
+    )
+
+
+@pytest.mark.timeout(900)
+def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path, retirement: dict[str, Any]) -> None:
     change = tmp_path / "change.json"
     change.write_text(json.dumps(SITE_LIVE_CHANGE))
     two = tmp_path / "two-instances.json"
     two.write_text(json.dumps({"celery_worker": {"hosts": {WORKER: {"celery_worker_instances": 2}}}}))
     assert worker_units(WORKER) == ["tutormax-worker@1.service"]
+    # The operator's command for one host's instances: its Celery play, and Prometheus' scrape list
+    # (the monitoring host's play), limited to those two hosts. The inventory is the cluster's as the
+    # retirement above left it.
+    monitoring = sorted(RUNNER.get_hosts("monitoring"))
+    argv = ("--tags", "celery", "--limit", ",".join([WORKER, *monitoring]), "-e", f"@{change}")
+    base, extra = retirement["base"], (retirement["extra"],)
     cluster = Cluster(INVENTORY, LB, [], [WORKER])
     started = time.time()
     # Every export not yet done waits for a row lock, released every 3 s: a task is running in each
@@ -268,16 +303,14 @@ def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path) ->
     exports.thread.start()
     try:
         t0 = time.monotonic()
-        rc_up, changed_up, out_up = site_yml(
-            "--tags", "celery", "-e", f"@{change}", inventories=(str(two),), log="sizing_workers_up"
-        )
-        up_s, units_up = time.monotonic() - t0, worker_units(WORKER)
+        rc_up, changed_up, out_up = site_yml(*argv, base=base, inventories=(*extra, str(two)), log="sizing_workers_up")
+        up_s, units_up, targets_up = time.monotonic() - t0, worker_units(WORKER), worker_targets()
         time.sleep(10)  # the second instance takes its share of the exports
         counter = SucceededCount(f"http://{address_of(WORKER)}:{WORKER_METRICS_PORT + 1}/metrics")
         counter.thread.start()
         t0 = time.monotonic()
-        rc_down, changed_down, out_down = site_yml("--tags", "celery", "-e", f"@{change}", log="sizing_workers_down")
-        down_s, units_down = time.monotonic() - t0, worker_units(WORKER)
+        rc_down, changed_down, out_down = site_yml(*argv, base=base, inventories=extra, log="sizing_workers_down")
+        down_s, units_down, targets_down = time.monotonic() - t0, worker_units(WORKER), worker_targets()
         counter.stop.set()
     finally:
         exports.stop.set()
@@ -294,8 +327,15 @@ def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path) ->
     for status in states.values():
         by_status[status] = by_status.get(status, 0) + 1
     FIGURES["worker_instances"] = {
-        "up": {"rc": rc_up, "seconds": round(up_s, 1), "changed": changed_up.get(WORKER), "units": units_up},
-        "down": {"rc": rc_down, "seconds": round(down_s, 1), "changed": changed_down.get(WORKER), "units": units_down},
+        "command": " ".join(argv),
+        "up": {"rc": rc_up, "seconds": round(up_s, 1), "changed": changed_up, "units": units_up, "scraped": targets_up},
+        "down": {
+            "rc": rc_down,
+            "seconds": round(down_s, 1),
+            "changed": changed_down,
+            "units": units_down,
+            "scraped": targets_down,
+        },
         "exports": {"requested": len(exports.ids), "by_status": by_status, "request_errors": exports.errors[:10]},
         "warm_shutdowns": shutdowns,
         "succeeded_after_sigterm": finished,
@@ -308,6 +348,10 @@ def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path) ->
     assert_served(FIGURES["worker_instances"])
     assert units_up == ["tutormax-worker@1.service", "tutormax-worker@2.service"]
     assert units_down == ["tutormax-worker@1.service"]
+    assert targets_up == ["1", "2"], targets_up
+    assert targets_down == ["1"], targets_down
+    # Only the two hosts of --limit changed (the localhost plays decide, they change nothing).
+    assert {h for h, n in {**changed_up, **changed_down}.items() if n} <= {WORKER, *monitoring}
     assert sh(WORKER, "systemctl", "is-enabled", "tutormax-worker@2.service", check=False).strip() != "enabled"
     assert exports.ids, "no export was requested"
     assert not exports.errors, exports.errors[:10]
