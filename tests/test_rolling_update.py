@@ -258,3 +258,15 @@ def test_describe_failures_places_them_against_the_playbook_and_the_api_phase() 
     assert "(API phase +18.0 to +38.0 s: 1 of them)" in text
     assert text.index("POST create_tutor -> timeout") < text.index("GET list_tutors -> 503 after 5012 ms")
     assert "the database is unavailable" in text
+
+
+def test_every_ansible_run_of_the_harness_takes_its_nice_level_and_forks(tmp_path: Path) -> None:
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    api:\n      hosts:\n        a1:\n")
+    tuned = rolling.Cluster(str(inventory), "http://127.0.0.1:8080", [], [], nice=10, forks=5)
+    assert tuned.api == ["a1"]
+    assert tuned.command("ansible-playbook", "site.yml") == [
+        *("nice", "-n", "10", "ansible-playbook", "--forks", "5", "-i", str(inventory), "site.yml")
+    ]
+    plain = rolling.Cluster(str(inventory), "http://127.0.0.1:8080", [], [])
+    assert plain.command("ansible", "all") == ["ansible", "-i", str(inventory), "all"]

@@ -175,3 +175,32 @@ def test_a_good_inventory_passes_the_preflight_and_only_then_reaches_for_the_hos
     assert done.returncode != 0
     assert "UNREACHABLE" in done.stdout
     assert "Preflight: inventory and secrets" in done.stdout
+
+
+def test_a_limit_without_localhost_is_refused_before_any_host_is_contacted(tmp_path: Path) -> None:
+    done = run_playbook(
+        tmp_path,
+        good_inventory(),
+        REPO / "site.yml",
+        {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")},
+        ("--limit", "w1"),
+    )
+    out = " ".join(done.stdout.split())
+    assert done.returncode != 0
+    assert "--limit leaves out localhost" in out, out[-2000:]
+    assert "--limit 'w1,localhost'" in out, out[-2000:]
+    assert "UNREACHABLE" not in done.stdout
+    assert "Gathering Facts" not in done.stdout
+
+
+def test_a_limit_with_localhost_passes_the_preflight(tmp_path: Path) -> None:
+    done = run_playbook(
+        tmp_path,
+        good_inventory(),
+        REPO / "site.yml",
+        {"ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")},
+        ("--limit", "w1,localhost"),
+    )
+    assert done.returncode != 0
+    assert "--limit leaves out localhost" not in done.stdout
+    assert "UNREACHABLE" in done.stdout
