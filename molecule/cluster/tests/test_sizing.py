@@ -272,13 +272,19 @@ class SucceededCount:
         return max(later) - before[-1] if before and later else 0.0
 
 
-def worker_targets() -> list[str]:
-    """The worker instances of WORKER that Prometheus scrapes."""
-    return sorted(
-        t["labels"].get("worker", "")
-        for t in scrape_targets(PROMETHEUS)
-        if t["labels"].get("job") == "celery" and t["labels"].get("host") == WORKER
-    )
+def worker_targets(expected: list[str], wait: float = 30.0) -> list[str]:
+    """The worker instances of WORKER that Prometheus scrapes, once they are ``expected`` or after ``wait``
+    seconds (Prometheus applies a reload's scrape jobs a moment after systemd's reload returns)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = sorted(
+            t["labels"].get("worker", "")
+            for t in scrape_targets(PROMETHEUS)
+            if t["labels"].get("job") == "celery" and t["labels"].get("host") == WORKER
+        )
+        if found == expected or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
 
 
 @pytest.mark.timeout(900)
@@ -306,13 +312,13 @@ def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path, re
     try:
         t0 = time.monotonic()
         rc_up, changed_up, out_up = site_yml(*argv, base=base, inventories=(*extra, str(two)), log="sizing_workers_up")
-        up_s, units_up, targets_up = time.monotonic() - t0, worker_units(WORKER), worker_targets()
+        up_s, units_up, targets_up = time.monotonic() - t0, worker_units(WORKER), worker_targets(["1", "2"])
         time.sleep(10)  # the second instance takes its share of the exports
         counter = SucceededCount(f"http://{address_of(WORKER)}:{WORKER_METRICS_PORT + 1}/metrics")
         counter.thread.start()
         t0 = time.monotonic()
         rc_down, changed_down, out_down = site_yml(*argv, base=base, inventories=extra, log="sizing_workers_down")
-        down_s, units_down, targets_down = time.monotonic() - t0, worker_units(WORKER), worker_targets()
+        down_s, units_down, targets_down = time.monotonic() - t0, worker_units(WORKER), worker_targets(["1"])
         counter.stop.set()
     finally:
         exports.stop.set()
@@ -358,5 +364,9 @@ def test_worker_instances_raised_to_two_and_back_lose_no_task(tmp_path: Path, re
     assert exports.ids, "no export was requested"
     assert not exports.errors, exports.errors[:10]
     assert by_status == {"done": len(exports.ids)}, by_status
-    assert [d["ended"] for d in shutdowns] == ["clean"], shutdowns
-    assert finished[0] > 0, f"tutormax-worker@2 counted no task succeeded after its SIGTERM: {counter.samples[-20:]}"
+    # Every stop of the second instance was a clean warm shutdown. The last one is the scale-down; an
+    # earlier one happens when the scale-up run also rolls worker1 for another change (after a retired
+    # replica, its database URLs: --tags retire leaves them to the next site.yml run).
+    assert shutdowns, "tutormax-worker@2 was never stopped"
+    assert {d["ended"] for d in shutdowns} == {"clean"}, shutdowns
+    assert finished[-1] > 0, f"tutormax-worker@2 counted no task succeeded after its SIGTERM: {counter.samples[-20:]}"
