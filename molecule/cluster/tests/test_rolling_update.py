@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import LB, address_of, scrape_targets, sh
+from cluster_hosts import FORKS, LB, NICE, address_of, scrape_targets, sh
 from cluster_hosts import secrets as all_secrets
 from secret_scan import scan_text
 
@@ -61,7 +61,7 @@ def test_rolling_update_fails_no_request_stops_on_a_bad_release_and_rolls_back()
     REPORT["started"] = time.time()
     argv = [sys.executable, str(REPO / "benchmarks" / "rolling_update.py")]
     argv += ["--inventory", os.environ["MOLECULE_INVENTORY_FILE"], "--lb-url", LB, "--steps", STEPS]
-    argv += ["--new-api-host", NEW_API_HOST, "--no-site-check"]
+    argv += ["--new-api-host", NEW_API_HOST, "--no-site-check", "--forks", str(FORKS), "--controller-nice", str(NICE)]
     argv += ["--rate", "110", "--min-rate", "100", "--warmup", "5", "--baseline", "10", "--after", "5"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=2900, check=False)
     print(done.stdout[-20000:], done.stderr[-5000:], sep="\n")
