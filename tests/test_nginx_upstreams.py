@@ -177,7 +177,7 @@ def test_settings_are_checked_by_name() -> None:
 # ------------------------------------------------------------------------------------ the filters
 def test_backends_filter_takes_the_given_list_and_fills_port_weight_down() -> None:
     out = filters["nginx_lb_backends"]([{"name": "api1", "address": "10.0.0.11", "weight": 2}], 8001, ["x"], {})
-    assert out == [{"name": "api1", "address": "10.0.0.11", "port": 8001, "weight": 2, "down": False}]
+    assert out == [{"name": "api1", "address": "10.0.0.11", "port": 8001, "weight": 2, "down": False, "colour": ""}]
 
 
 def test_backends_filter_uses_the_group_hosts_default_ipv4_addresses() -> None:

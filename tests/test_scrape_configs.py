@@ -74,6 +74,12 @@ def test_every_host_gets_a_node_target_including_hosts_in_no_group() -> None:
     assert sorted(targets(jobs(agent_hosts=["api1"])["node"])) == ["api1"]
 
 
+def test_a_decommissioned_blue_green_colour_leaves_only_the_api_job() -> None:
+    found = jobs(stopped_api_hosts=["api2"])
+    assert sorted(targets(found["api"])) == ["api1"]
+    assert "api2" in targets(found["node"])
+
+
 def test_celery_worker_instances_each_get_their_port() -> None:
     celery = jobs(worker_instances={"w1": 2})["celery"]["static_configs"]
     assert [(c["targets"][0], c["labels"]["worker"], c["labels"]["instance"]) for c in celery] == [

@@ -45,6 +45,7 @@ def scrape_configs(
     ports: Mapping[str, int] | None = None,
     worker_instances: Mapping[str, int] | None = None,
     agent_hosts: Sequence[str] | None = None,
+    stopped_api_hosts: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every scrape job of the stack, each target labelled ``host`` (inventory name), ``instance``
     (``host:port``) and ``job``; addresses are the hosts' private addresses.
@@ -52,7 +53,8 @@ def scrape_configs(
     ``worker_instances`` maps a Celery worker host to its number of ``tutormax-worker@N`` instances
     (default: the host's ``celery_worker_instances``, else 1); worker N serves on the celery port
     + N - 1. ``agent_hosts`` are the hosts
-    that run the node exporter (default: every host of the inventory).
+    that run the node exporter (default: every host of the inventory). ``stopped_api_hosts`` are API hosts
+    left out of job ``api`` (a decommissioned blue-green colour).
     """
     p = {**DEFAULT_PORTS, **{k: int(v) for k, v in (ports or {}).items()}}
     for host in groups.get("all", []):
@@ -80,7 +82,7 @@ def scrape_configs(
         job("prometheus", _group(groups, "monitoring"), p["prometheus"]),
         job("alertmanager", _group(groups, "monitoring"), p["alertmanager"]),
         job("node", agents, p["node"]),
-        job("api", _group(groups, "api"), p["api"]),
+        job("api", [h for h in _group(groups, "api") if h not in (stopped_api_hosts or [])], p["api"]),
         {"job_name": "celery", "static_configs": celery_targets} if celery_targets else None,
         job("postgres", _group(groups, "postgres"), p["postgres"]),
         job("patroni", _group(groups, "postgres"), p["patroni"]),

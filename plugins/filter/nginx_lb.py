@@ -18,6 +18,7 @@ def nginx_lb_backends(
     port: int = 8000,
     hosts: Iterable[str] | None = None,
     hostvars: Mapping[str, Any] | None = None,
+    colour_var: str = "",
 ) -> list[dict[str, Any]]:
     """The backends (plugins/filter/nginx_lb_backends.yml documents it)."""
     try:
@@ -31,7 +32,8 @@ def nginx_lb_backends(
     found = hostvars or {}
     # No fallback to the name: a backend without an address is a problem the preflight names.
     addresses = {} if given else {h: str(private_address(found[h])) if h in found else "" for h in hosts}
-    return list(nginx.backend_list(given, port, hosts, addresses))
+    colours = {h: str(found[h].get(colour_var) or "") for h in hosts if h in found} if colour_var and not given else {}
+    return list(nginx.backend_list(given, port, hosts, addresses, colours))
 
 
 def nginx_lb_backend_problems(

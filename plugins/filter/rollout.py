@@ -121,8 +121,17 @@ def rollout_plan(
     }
 
 
-def release_to_deploy(running: Mapping[str, str], asked: str = "", source: str = "") -> dict[str, Any]:
+def release_to_deploy(
+    running: Mapping[str, str],
+    asked: str = "",
+    source: str = "",
+    idle: Iterable[str] = (),
+    decommissioned: bool = False,
+) -> dict[str, Any]:
     """The release site.yml deploys (plugins/filter/release_to_deploy.yml documents it)."""
+    idle = [str(h) for h in idle]
+    kept = {h: str(v) for h, v in running.items() if h in idle and v}
+    running = {h: v for h, v in running.items() if h not in idle}
     by_version: dict[str, list[str]] = {}
     for host, version in running.items():
         if version:
@@ -139,6 +148,11 @@ def release_to_deploy(running: Mapping[str, str], asked: str = "", source: str =
         version, origin = str(source), "source"
     else:
         version, origin = "", "mixed"
+    summary = "; ".join(f"{v} on {', '.join(sorted(by_version[v]))}" for v in versions) or "nothing deployed"
+    if idle:
+        summary += "; idle colour: " + (
+            "decommissioned" if decommissioned else ", ".join(f"{h} {kept.get(h) or 'nothing'}" for h in idle)
+        )
     return {
         "version": version,
         "from": origin,
@@ -146,7 +160,12 @@ def release_to_deploy(running: Mapping[str, str], asked: str = "", source: str =
         "mixed": len(versions) > 1,
         "new": sorted(h for h, v in running.items() if not v),
         "converge": f"ansible-playbook rolling_update.yml -e tutormax_version={versions[-1]}" if versions else "",
-        "summary": "; ".join(f"{v} on {', '.join(sorted(by_version[v]))}" for v in versions) or "nothing deployed",
+        "summary": summary,
+        # Blue-green: the idle colour's hosts keep the release they run (blue_green.yml deploys to them);
+        # decommissioned, site.yml leaves their API alone.
+        "idle": idle,
+        "hosts": kept,
+        "decommissioned": sorted(idle) if decommissioned else [],
     }
 
 

@@ -8,7 +8,10 @@
   tell the user what to fix).
 - ``render`` / ``parse_servers`` / ``pool``: the upstream file nginx reads, and the pool read back
   from it (``{in_service: [names], down: [names]}``; a server's name is its trailing ``# name``).
-- ``write_atomic``, ``wait_ping``, ``served``: what nginx_upstreams does on the host.
+- ``colours`` / ``colour_state``: blue-green (backends with a colour): the live colour's servers in the
+  public upstreams, the idle colour's in ``tutormax_preview`` behind a loopback-only listener, and the
+  live colour recorded in the file, which is the cluster's truth about it.
+- ``write_atomic``, ``wait_ping``, ``served``, ``smoke``: what the modules do on the host.
 
 Stdlib only: this runs on the hosts (Debian 12's python3) and on the controller (filters).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.error
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,12 @@ from ansible_collections.tutormax.cluster.plugins.module_utils import release
 
 UPSTREAM_API = "tutormax_api"
 UPSTREAM_WS = "tutormax_ws"
+UPSTREAM_PREVIEW = "tutormax_preview"
+COLOURS = ("blue", "green")
+DEFAULT_PREVIEW_PORT = 8082
+IDLE_STATES = ("keep", "warm", "decommissioned")
+# The line that records the colours in the upstream file (read back by colour_state).
+COLOUR_LINE_RE = re.compile(r"^# blue-green: live (\w+)(?:, idle (\w+)( decommissioned)?)?$", re.M)
 DEFAULT_PATH = "/etc/nginx/conf.d/tutormax-upstreams.conf"
 DEFAULT_PORT = 8000
 MODE = 0o644
@@ -40,8 +50,8 @@ TRUE = ("true", "yes", "on", "1", "y", "t")
 FALSE = ("false", "no", "off", "0", "n", "f", "")
 
 # Variables named in the problems: the role's (its preflight) or the module's arguments.
-ROLE_NAMES = {"backends": "nginx_lb_backends", "state": "nginx_lb_backend_state"}
-MODULE_NAMES = {"backends": "backends", "state": "backend_state"}
+ROLE_NAMES = {"backends": "nginx_lb_backends", "state": "nginx_lb_backend_state", "colour": "tutormax_api_colour"}
+MODULE_NAMES = {"backends": "backends", "state": "backend_state", "colour": "colour"}
 
 HEADER = """#
 # Ansible managed
@@ -69,15 +79,17 @@ def backend_list(
     port: int = DEFAULT_PORT,
     hosts: Iterable[str] = (),
     addresses: Mapping[str, str] | None = None,
+    colours: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """The backends, with port, weight and down filled in: ``given`` when it lists any, otherwise
-    every host of ``hosts`` at its address in ``addresses`` ('' when unknown: ``problems`` says so)."""
-    base = {"port": port, "weight": 1, "down": False}
+    """The backends, with port, weight, down and colour filled in: ``given`` when it lists any,
+    otherwise every host of ``hosts`` at its address in ``addresses`` ('' when unknown: ``problems``
+    says so) with its colour in ``colours`` ('' when none: no blue-green)."""
+    base = {"port": port, "weight": 1, "down": False, "colour": ""}
     given = list(given or [])
     if given:
         return [{**base, **dict(b)} for b in given]
-    found = addresses or {}
-    return [{"name": h, "address": found.get(h) or "", **base} for h in hosts]
+    found, painted = addresses or {}, colours or {}
+    return [{"name": h, "address": found.get(h) or "", **base, "colour": str(painted.get(h) or "")} for h in hosts]
 
 
 def apply_state(backends: Iterable[Mapping[str, Any]], state: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -114,8 +126,10 @@ def problems(
     state: Mapping[str, Any] | None = None,
     group: str = "",
     names: Mapping[str, str] | None = None,
+    live: str = "",
 ) -> list[str]:
     """What is wrong with ``backends`` once ``state`` applies; an empty list when nothing is.
+    With ``live`` (blue-green), only the backends of that colour must keep one in service.
 
     ``names`` maps "backends" and "state" to the variables the messages name (``ROLE_NAMES`` for
     the role's preflight, ``MODULE_NAMES`` for the module's arguments); ``group`` is the inventory
@@ -181,9 +195,95 @@ def problems(
     not_bool = [str(b.get("name")) for b, d in zip(merged, downs, strict=True) if d is None]
     if not_bool:
         found.append(f"{n['state']} and {n['backends']}: down must be true or false ({', '.join(not_bool)})")
-    if raw and not not_bool and all(downs):
+    found += colour_problems(raw, n["colour"])
+    if live:
+        live_downs = [d for b, d in zip(merged, downs, strict=True) if str(b.get("colour") or "") == live]
+        if not live_downs:
+            found.append(f"the live colour {live} has no backend (set {n['colour']} on its hosts)")
+        elif not not_bool and all(live_downs):
+            found.append(f"{n['state']} leaves no backend of the live colour {live} in service")
+    elif raw and not not_bool and all(downs):
         found.append(f"{n['state']} leaves no backend in service: at least one backend must stay in service (not down)")
     return found
+
+
+def colour_problems(backends: Iterable[Mapping[str, Any]], name: str = "colour") -> list[str]:
+    """Blue-green colours: each blue or green, and on every backend or on none."""
+    painted = [(str(b.get("name")), str(b.get("colour") or "")) for b in backends]
+    found = []
+    bad = [f"{host}: {colour!r}" for host, colour in painted if colour and colour not in COLOURS]
+    if bad:
+        found.append(f"{name} must be blue or green ({', '.join(bad)})")
+    bare = [host for host, colour in painted if not colour]
+    if bare and len(bare) < len(painted):
+        found.append(
+            f"{name} is set on some API hosts and not on these: {', '.join(bare)} (set it on every one, or on none)"
+        )
+    return found
+
+
+# ------------------------------------------------------------------------------------ blue-green
+def colours(
+    backends: Iterable[Mapping[str, Any]], live: str = "", idle_state: str = "keep", previous: str = ""
+) -> dict[str, Any] | None:
+    """The colours the upstream file gets: None without blue-green (no backend has a colour). Else
+    ``{live, idle, decommissioned}``: ``live`` when given, else the live colour the ``previous`` file
+    records (while hosts of it remain), else blue when blue hosts exist, else the colour there is;
+    ``idle`` the other colour ('' when no host has it); ``decommissioned`` as ``idle_state`` says,
+    ``keep`` keeping what the previous file says of that same idle colour."""
+    present = [c for c in COLOURS if any(str(b.get("colour") or "") == c for b in backends)]
+    if not present:
+        return None
+    before = colour_state(previous)
+    if not live:
+        live = before["live"] if before["live"] in present else ("blue" if "blue" in present else present[0])
+    idle = next((c for c in present if c != live), "")
+    if idle_state == "decommissioned":
+        down = True
+    elif idle_state == "warm":
+        down = False
+    else:
+        down = bool(idle) and before["idle"] == idle and before["decommissioned"]
+    return {"live": live, "idle": idle, "decommissioned": bool(idle) and down}
+
+
+def colour_state(text: str) -> dict[str, Any]:
+    """The colours an upstream file records, and the pool of its preview upstream: ``{live, idle,
+    decommissioned, preview}`` (live '' without blue-green)."""
+    match = COLOUR_LINE_RE.search(text or "")
+    return {
+        "live": match[1] if match else "",
+        "idle": (match[2] or "") if match else "",
+        "decommissioned": bool(match and match[3]),
+        "preview": parse_pool(text or "", UPSTREAM_PREVIEW),
+    }
+
+
+def _preview_block(servers: str, port: int, keepalive: int, keepalive_timeout: str, idle: str) -> str:
+    return (
+        "\n"
+        f"# Blue-green: the idle colour ({idle}) behind a listener on the loopback only, for the smoke tests\n"
+        "# before a switch (blue_green.yml). Not public: no other address reaches it.\n"
+        f"upstream {UPSTREAM_PREVIEW} {{\n"
+        f"    zone {UPSTREAM_PREVIEW} 64k;\n"
+        "    least_conn;\n"
+        f"{servers}\n"
+        f"    keepalive {int(keepalive)};\n"
+        f"    keepalive_timeout {keepalive_timeout};\n"
+        "}\n"
+        "\n"
+        "server {\n"
+        f"    listen 127.0.0.1:{int(port)};\n"
+        "    location / {\n"
+        "        proxy_http_version 1.1;\n"
+        "        proxy_set_header Host $host;\n"
+        "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n"
+        "        proxy_set_header X-Forwarded-Proto $scheme;\n"
+        '        proxy_set_header Connection "";\n'
+        f"        proxy_pass http://{UPSTREAM_PREVIEW};\n"
+        "    }\n"
+        "}\n"
+    )
 
 
 # ------------------------------------------------------------------------------------ the file
@@ -214,12 +314,29 @@ def render(
     fail_timeout: str = "10s",
     keepalive: int = 32,
     keepalive_timeout: str = "4s",
+    colour: Mapping[str, Any] | None = None,
+    preview_port: int = DEFAULT_PREVIEW_PORT,
 ) -> str:
     """The upstream file: tutormax_api (least_conn) and tutormax_ws (hash of the client address) with
-    the same servers. ``backends`` have their state applied already (``apply_state``)."""
+    the same servers. ``backends`` have their state applied already (``apply_state``). With
+    ``colour`` (``colours()``), those two get the live colour's servers, and a warm idle colour gets
+    tutormax_preview and its loopback listener on ``preview_port``."""
+    backends = list(backends)
+    header = HEADER
+    preview = ""
+    if colour:
+        idle = [b for b in backends if str(b.get("colour") or "") != colour["live"]]
+        backends = [b for b in backends if str(b.get("colour") or "") == colour["live"]]
+        header += f"# blue-green: live {colour['live']}"
+        if colour["idle"]:
+            header += f", idle {colour['idle']}" + (" decommissioned" if colour["decommissioned"] else "")
+        header += "\n"
+        if idle and not colour["decommissioned"]:
+            idle_servers = "\n".join(server_line(b, max_fails, fail_timeout) for b in idle)
+            preview = _preview_block(idle_servers, preview_port, keepalive, keepalive_timeout, colour["idle"])
     servers = "\n".join(server_line(b, max_fails, fail_timeout) for b in backends)
     return (
-        f"{HEADER}\n"
+        f"{header}\n"
         "# HTTP: fewest active connections wins; shared zone so every worker sees the same failures.\n"
         f"upstream {UPSTREAM_API} {{\n"
         f"    zone {UPSTREAM_API} 64k;\n"
@@ -236,6 +353,7 @@ def render(
         "    hash $remote_addr consistent;\n"
         f"{servers}\n"
         "}\n"
+        f"{preview}"
     )
 
 
@@ -370,12 +488,7 @@ def answered_by(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> str
     X-Instance-Id header), of any status (a 503 of a busy dependency still names its instance).
     Otherwise "status <code>" or the error's name. The same request as the API's own health gate
     (module_utils/release.py)."""
-    answer = release.health(port, host=host, timeout=timeout)
-    if answer.get("instance_id"):
-        return str(answer["instance_id"])
-    if answer.get("status"):
-        return f"status {answer['status']}"
-    return str(answer.get("error") or "no answer")
+    return answered_by_text(release.health(port, host=host, timeout=timeout))
 
 
 def served(port: int, instance: str, tries: int, delay: float = 0.05, host: str = "127.0.0.1") -> dict[str, Any]:
@@ -389,3 +502,58 @@ def served(port: int, instance: str, tries: int, delay: float = 0.05, host: str 
         if attempt < tries:
             time.sleep(delay)
     return {"instance": instance, "seen": False, "requests": len(answers), "answered_by": sorted(set(answers))}
+
+
+def path_status(port: int, path: str, host: str = "127.0.0.1", timeout: float = 5.0) -> int:
+    """The HTTP status of GET ``path`` on ``host:port`` (0 when nothing answered)."""
+    try:
+        with open_url(f"http://{host}:{port}{path}", timeout=timeout, use_proxy=False) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def smoke(
+    port: int,
+    instances: Iterable[str],
+    version: str,
+    tries: int = 60,
+    delay: float = 0.05,
+    paths: Iterable[str] = (),
+    host: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """A blue-green smoke test through a listener (the preview one): ask /health until each of
+    ``instances`` has answered 200 with ``version`` (its last answer counts), at most ``tries`` asks;
+    then GET each of ``paths`` once. Per instance: seen, healthy, its last status and version;
+    the answers from anything else; each path's status."""
+    found = {str(i): {"seen": False, "healthy": False, "status": 0, "version": None} for i in instances}
+    others: set[str] = set()
+    asks = 0
+    while asks < max(1, tries) and not all(v["healthy"] for v in found.values()):
+        answer = release.health(port, host=host)
+        asks += 1
+        entry = found.get(str(answer.get("instance_id") or ""))
+        if entry is None:
+            others.add(answered_by_text(answer))
+        else:
+            healthy = answer.get("status") == 200 and answer.get("version") == version
+            entry.update(seen=True, healthy=healthy, status=answer.get("status"), version=answer.get("version"))
+        if asks < tries and not all(v["healthy"] for v in found.values()):
+            time.sleep(delay)
+    return {
+        "instances": found,
+        "asks": asks,
+        "other_answers": sorted(others),
+        "paths": {p: path_status(port, p, host) for p in paths},
+    }
+
+
+def answered_by_text(answer: Mapping[str, Any]) -> str:
+    """An answer of ``release.health`` as one word: its instance id, else its status or error."""
+    if answer.get("instance_id"):
+        return str(answer["instance_id"])
+    if answer.get("status"):
+        return f"status {answer['status']}"
+    return str(answer.get("error") or "no answer")

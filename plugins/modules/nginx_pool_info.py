@@ -55,6 +55,13 @@ pool:
   returned: always
   type: dict
   sample: {"in_service": ["api1", "api3"], "down": ["api2"]}
+colours:
+  description:
+    - Blue-green, as the file records it; C(live) is empty without blue-green. C(preview) is the pool of the idle
+      colour's upstream (C(tutormax_preview); empty when decommissioned).
+  returned: always
+  type: dict
+  sample: {"live": "blue", "idle": "green", "decommissioned": false, "preview": {"in_service": ["api3"], "down": []}}
 servers:
   description: Each server of the upstream as written (name, address, port, weight, down, backup).
   returned: always
@@ -83,7 +90,13 @@ def main() -> None:
     except OSError as exc:
         module.fail_json(msg=f"cannot read dest {dest}: {exc}")
     servers = nginx.parse_servers(text or "", module.params["upstream"])
-    module.exit_json(changed=False, exists=text is not None, pool=nginx.pool(servers), servers=servers)
+    module.exit_json(
+        changed=False,
+        exists=text is not None,
+        pool=nginx.pool(servers),
+        servers=servers,
+        colours=nginx.colour_state(text or ""),
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,11 @@ description:
     answers (the instance is back in the pool and serves), and fails if it never does.
   - >-
     The nginx_lb role writes its upstreams with it (C(tasks_from: upstream.yml) for the rolling update's drains).
+  - >-
+    Blue-green, when the backends have a O(backends[].colour): the two upstreams list the live colour's servers
+    only; the idle colour's servers go into C(tutormax_preview), served on a listener at 127.0.0.1:O(preview_port)
+    only (for smoke tests before a switch), unless it is decommissioned. A comment line records the colours;
+    M(tutormax.cluster.nginx_pool_info) reads it back, and it is what O(live_colour) and O(idle) keep by default.
 version_added: 0.2.0
 author: TutorMax SRE team (@tutormax)
 options:
@@ -55,6 +60,27 @@ options:
         description: Out of rotation (drained).
         type: bool
         default: false
+      colour:
+        description: Blue-green colour, C(blue) or C(green); on every backend or on none (no blue-green).
+        type: str
+        default: ""
+  live_colour:
+    description:
+      - The colour the public upstreams serve (blue-green). Empty keeps the one the file records while hosts of it
+        remain, else C(blue) when blue hosts exist.
+    type: str
+    default: ""
+  idle:
+    description:
+      - The idle colour's state. V(warm) serves it on the preview listener; V(decommissioned) leaves it out of the
+        file (its hosts are stopped); V(keep) keeps what the file records for that colour (else warm).
+    type: str
+    choices: [keep, warm, decommissioned]
+    default: keep
+  preview_port:
+    description: Port of the idle colour's listener on 127.0.0.1.
+    type: int
+    default: 8082
   backend_state:
     description:
       - >-
@@ -181,6 +207,12 @@ served:
   returned: always
   type: dict
   sample: {"instance": "api2", "seen": true, "requests": 3, "answered_by": ["api1", "api2"]}
+colours:
+  description: The colours the file records before and after (live, idle, decommissioned); null without blue-green.
+  returned: always
+  type: dict
+  sample: {"before": {"live": "blue", "idle": "green", "decommissioned": false}, "after": {"live": "green",
+    "idle": "blue", "decommissioned": false}}
 seconds:
   description: Seconds spent writing, checking, reloading and waiting.
   returned: always
@@ -203,13 +235,17 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tutormax.cluster.plugins.module_utils import nginx
 
 
-def _check_arguments(module: AnsibleModule) -> list[dict[str, Any]]:
-    """Refuse bad arguments, naming them; return the backends with their state applied."""
+def _check_arguments(module: AnsibleModule, previous: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Refuse bad arguments, naming them; return the backends with their state applied, and the colours."""
     p = module.params
     found = nginx.check_settings(p["max_fails"], p["fail_timeout"], p["keepalive"], p["keepalive_timeout"])
     for name in ("port", "status_port"):
         if not 0 < p[name] < 65536:
             found.append(f"{name} must be a port number 1-65535 (got {p[name]})")
+    if not 0 < p["preview_port"] < 65536:
+        found.append(f"preview_port must be a port number 1-65535 (got {p['preview_port']})")
+    if p["live_colour"] and p["live_colour"] not in nginx.COLOURS:
+        found.append(f"live_colour must be blue or green (got {p['live_colour']!r})")
     if p["ping_timeout"] <= 0:
         found.append(f"ping_timeout must be more than 0 (got {p['ping_timeout']})")
     w = p["wait_served"]
@@ -224,10 +260,19 @@ def _check_arguments(module: AnsibleModule) -> list[dict[str, Any]]:
             found.append(f"wait_served.delay must be 0 or more (got {w['delay']})")
     given = [{k: v for k, v in b.items() if v is not None} for b in p["backends"]]
     backends = nginx.backend_list(given, p["port"])
-    found += nginx.problems(backends, p["backend_state"], names=nginx.MODULE_NAMES)
+    colours = None
+    if not nginx.colour_problems(backends):
+        colours = nginx.colours(backends, p["live_colour"], p["idle"], previous)
+    live = colours["live"] if colours else ""
+    found += nginx.problems(backends, p["backend_state"], names=nginx.MODULE_NAMES, live=live)
     if found:
         module.fail_json(msg="; ".join(found))
-    return list(nginx.apply_state(backends, p["backend_state"]))
+    return list(nginx.apply_state(backends, p["backend_state"])), colours
+
+
+def _colours(text: str) -> dict[str, Any] | None:
+    state = nginx.colour_state(text)
+    return {k: state[k] for k in ("live", "idle", "decommissioned")} if state["live"] else None
 
 
 def main() -> None:
@@ -244,8 +289,12 @@ def main() -> None:
                     "port": {"type": "int"},
                     "weight": {"type": "int", "default": 1},
                     "down": {"type": "bool", "default": False},
+                    "colour": {"type": "str", "default": ""},
                 },
             },
+            "live_colour": {"type": "str", "default": ""},
+            "idle": {"type": "str", "default": "keep", "choices": list(nginx.IDLE_STATES)},
+            "preview_port": {"type": "int", "default": nginx.DEFAULT_PREVIEW_PORT},
             "backend_state": {"type": "dict", "default": {}},
             "port": {"type": "int", "default": 8000},
             "max_fails": {"type": "int", "default": 3},
@@ -270,22 +319,25 @@ def main() -> None:
         supports_check_mode=True,
     )
     p = module.params
-    backends = _check_arguments(module)
     dest = Path(p["dest"])
-    content = nginx.render(backends, p["max_fails"], p["fail_timeout"], p["keepalive"], p["keepalive_timeout"])
-    data = content.encode()
     try:
         previous: bytes | None = dest.read_bytes() if dest.exists() else None
     except OSError as exc:
         module.fail_json(msg=f"cannot read {dest}: {exc}")
     before_text = previous.decode(errors="replace") if previous is not None else ""
+    backends, colours = _check_arguments(module, before_text)
+    content = nginx.render(
+        backends, p["max_fails"], p["fail_timeout"], p["keepalive"], p["keepalive_timeout"], colours, p["preview_port"]
+    )
+    data = content.encode()
     same, attributes_ok = nginx.in_place(dest, data)
 
     result: dict[str, Any] = {
         "changed": not (same and attributes_ok),
         "dest": str(dest),
         "reloaded": False,
-        "pool": {"before": nginx.parse_pool(before_text), "after": nginx.pool(backends)},
+        "pool": {"before": nginx.parse_pool(before_text), "after": nginx.parse_pool(content)},
+        "colours": {"before": _colours(before_text), "after": colours},
         "served": None,
         "seconds": 0.0,
     }

@@ -90,18 +90,23 @@ def psql(host: str, sql: str, database: str = "postgres") -> str:
 
 
 def site_yml(
-    *args: str, inventories: tuple[str, ...] = (), timeout: float = 900, log: str = "", base: str = ""
+    *args: str,
+    inventories: tuple[str, ...] = (),
+    timeout: float = 900,
+    log: str = "",
+    base: str = "",
+    playbook: str = "site.yml",
 ) -> tuple[int, dict[str, int], str]:
-    """site.yml on the scenario's inventory (or ``base``, a changed copy of it; plus ``inventories``) with
-    ``args``: exit status, changed
-    count per host from the recap, and the output (stdout and stderr), also written to
+    """site.yml (or another ``playbook`` of the repository) on the scenario's inventory (or ``base``, a
+    changed copy of it; plus ``inventories``) with ``args``: exit status, changed count per host from
+    the recap, and the output (stdout and stderr), also written to
     benchmarks/results/<log>.ansible.log when ``log`` names one (profile_tasks stamps each task, so a
     drill's slow or failed requests can be matched with the task that ran then)."""
     argv = ["nice", "-n", str(NICE), "ansible-playbook", "--forks", str(FORKS)]
     argv += ["-i", base or os.environ["MOLECULE_INVENTORY_FILE"]]
     argv += [x for inv in inventories for x in ("-i", inv)]
     done = subprocess.run(
-        [*argv, str(REPO / "site.yml"), *args],
+        [*argv, str(REPO / playbook), *args],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -140,8 +145,12 @@ def assert_served(figures: Mapping[str, Any]) -> None:
     assert figures["rate_per_s"] >= 100, f"only {figures['rate_per_s']:.0f} requests/s were sent"
 
 
+#: Seconds site_yml_under_load() keeps the load on after the playbook returned.
+AFTER_S = 3.0
+
+
 def site_yml_under_load(
-    label: str, *args: str, inventories: tuple[str, ...] = (), base: str = ""
+    label: str, *args: str, inventories: tuple[str, ...] = (), base: str = "", playbook: str = "site.yml"
 ) -> tuple[int, dict[str, int], str, dict[str, Any]]:
     """site_yml() while RATE requests/s go through the load balancer, its output saved as <label>: exit
     status, changed count per host, output, and the figures of the run and its load."""
@@ -149,11 +158,24 @@ def site_yml_under_load(
     load.start(900)
     start = time.monotonic()
     try:
-        rc, changed, output = site_yml(*args, inventories=inventories, base=base, log=label)
+        rc, changed, output = site_yml(*args, inventories=inventories, base=base, log=label, playbook=playbook)
+        ended = time.time()
+        # A few seconds of load after the run: what serves once it returned.
+        time.sleep(AFTER_S)
     finally:
         result = load.stop()
-    figures = {"rc": rc, "seconds": round(time.monotonic() - start, 1)} | load_figures(label, result)
+    figures = {"rc": rc, "seconds": round(time.monotonic() - start - AFTER_S, 1)} | load_figures(label, result)
+    figures["instances_after"] = instances_after(result, ended)
     return rc, changed, output, figures
+
+
+def instances_after(result: loadgen.LoadResult, t: float) -> dict[str, int]:
+    """The API instances that answered the load's requests sent after ``t`` (epoch seconds), with counts."""
+    found: dict[str, int] = {}
+    for record in result.records:
+        if record.t >= t and record.instance:
+            found[record.instance] = found.get(record.instance, 0) + 1
+    return found
 
 
 def scrape_targets(prometheus: str) -> list[dict[str, Any]]:
