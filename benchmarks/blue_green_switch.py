@@ -10,7 +10,9 @@ to the idle colour once (``-e blue_green_action=deploy``). The script then runs
 - ``command_s``: ansible-playbook from start to exit (the preflight, the smoke test on every load
   balancer, the switch, the check that only the new colour answers);
 - ``switch_s``: the switch itself as the playbook measures it, from the gate's pass to the last load
-  balancer's reload (every load balancer writes and checks its file first, then all reload);
+  balancer's reload (every load balancer writes and checks its file first, then all reload), and
+  ``reloads_apart_s``, how far apart the load balancers reloaded (the time they served different
+  colours);
 - the requests sent during the command, failed ones, p99 and max latency.
 
 Figures: benchmarks/results/blue_green_switch.json (and the load's requests and a plot, with each
@@ -35,16 +37,27 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def switch(inventories: list[str], forks: int, nice: int) -> tuple[int, float, float | None, str]:
-    """One switch: exit status, the command's seconds, the switch's own seconds, the output."""
+def switch_times(output: str) -> dict[str, float | None]:
+    """What blue_green.yml's report says of a switch: its seconds (from the smoke test's pass to the last
+    load balancer's reload) and how far apart the load balancers reloaded."""
+    text = " ".join(output.split())
+    took = re.search(r"the switch took ([0-9.]+) s", text)
+    apart = re.search(r"the reloads ([0-9.]+) s apart", text)
+    return {
+        "switch_s": float(took.group(1)) if took else None,
+        "reloads_apart_s": float(apart.group(1)) if apart else None,
+    }
+
+
+def switch(inventories: list[str], forks: int, nice: int) -> tuple[int, float, dict[str, float | None], str]:
+    """One switch: exit status, the command's seconds, the switch's own times, the output."""
     argv = ["nice", "-n", str(nice), "ansible-playbook", "--forks", str(forks)]
     argv += [x for inv in inventories for x in ("-i", inv)]
     argv += [str(REPO / "blue_green.yml"), "-e", "blue_green_action=switch"]
     start = time.monotonic()
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)  # noqa: S603
     seconds = time.monotonic() - start
-    found = re.search(r"the switch took ([0-9.]+) s", " ".join(done.stdout.split()))
-    return done.returncode, seconds, float(found.group(1)) if found else None, done.stdout + done.stderr
+    return done.returncode, seconds, switch_times(done.stdout), done.stdout + done.stderr
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(5)  # a baseline before the first switch
         for n in range(1, args.switches + 1):
             began = time.time()
-            rc, seconds, switch_s, output = switch(args.inventory, args.forks, args.controller_nice)
+            rc, seconds, times, output = switch(args.inventory, args.forks, args.controller_nice)
             ended = time.time()
             events += [{"t": began, "host": "controller", "event": f"switch {n}"},
                        {"t": ended, "host": "controller", "event": f"switch {n} done"}]  # fmt: skip
             window = [r for r in load.result.records if began <= r.t <= ended]
             stats = loadgen.stats(window)
             rows.append({
-                "switch": n, "rc": rc, "command_s": round(seconds, 1), "switch_s": switch_s,
+                "switch": n, "rc": rc, "command_s": round(seconds, 1), **times,
                 "requests": stats["requests"], "failed": stats["failed"],
                 "p99_ms": stats.get("p99_ms"), "max_ms": stats.get("max_ms"),
             })  # fmt: skip
@@ -90,10 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     figures = {"rate": args.rate, "switches": rows, "overall": summary["overall"]}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "blue_green_switch.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
-    print(f"{'switch':>6} {'rc':>3} {'command s':>10} {'switch s':>9} {'requests':>9} {'failed':>7} {'p99 ms':>8}")
+    print(f"{'switch':>6} {'rc':>3} {'command s':>10} {'switch s':>9} {'reloads apart s':>16} {'requests':>9} "
+          f"{'failed':>7} {'p99 ms':>8}")  # fmt: skip
     for r in rows:
-        print(f"{r['switch']:>6} {r['rc']:>3} {r['command_s']:>10} {r['switch_s']!s:>9} {r['requests']:>9} "
-              f"{r['failed']:>7} {r['p99_ms']!s:>8}")  # fmt: skip
+        print(f"{r['switch']:>6} {r['rc']:>3} {r['command_s']:>10} {r['switch_s']!s:>9} {r['reloads_apart_s']!s:>16} "
+              f"{r['requests']:>9} {r['failed']:>7} {r['p99_ms']!s:>8}")  # fmt: skip
     print(f"saved {RESULTS / 'blue_green_switch.json'}")
     return 0 if rows and all(r["rc"] == 0 for r in rows) else 1
 

@@ -54,7 +54,8 @@ def test_the_live_colour_serves_publicly_and_the_idle_one_only_on_the_loopback_p
     assert nginx.parse_pool(text, "tutormax_preview") == {"in_service": ["api3"], "down": []}
     assert "listen 127.0.0.1:8082;" in text
     # No other listen line: the preview is not reachable from another address.
-    assert [line.strip() for line in text.splitlines() if line.strip().startswith("listen")] == ["listen 127.0.0.1:8082;"]
+    listens = [line.strip() for line in text.splitlines() if line.strip().startswith("listen")]
+    assert listens == ["listen 127.0.0.1:8082;"]
     assert nginx.colour_state(text) == {
         "live": "blue", "idle": "green", "decommissioned": False,
         "preview": {"in_service": ["api3"], "down": []},
@@ -222,6 +223,14 @@ def test_the_plan_refuses_with_what_to_fix(args: tuple[Any, ...], expected: str)
     assert any(expected in p for p in bg.blue_green_plan(*args)["problems"]), bg.blue_green_plan(*args)["problems"]
 
 
+def test_decommission_moves_only_the_celery_hosts_behind_the_live_release() -> None:
+    celery = {"worker1": "1.0.1", "worker2": "1.0.0", "beat1": ""}
+    plan = bg.blue_green_plan(COLOURS, pools("blue"), "decommission", RUNNING, celery=celery)
+    assert plan["problems"] == []
+    assert (plan["idle_hosts"], plan["live_release"], plan["celery_todo"]) == (["api3"], "1.0.1", ["beat1", "worker2"])
+    assert bg.blue_green_plan(COLOURS, pools("blue"), "switch", RUNNING, celery=celery)["celery_todo"] == []
+
+
 def test_a_named_colour_finishes_a_switch_that_stopped_half_way() -> None:
     plan = bg.blue_green_plan(COLOURS, pools("blue", "green"), "switch", RUNNING, to="green")
     assert plan["problems"] == []
@@ -292,6 +301,6 @@ def test_site_keeps_the_idle_colours_release_out_of_the_decision() -> None:
 def test_every_play_of_the_playbook_reads_its_hosts_from_the_plan() -> None:
     """A play whose hosts are not planned would run for every action."""
     plays = yaml.safe_load((REPO / "playbooks" / "blue_green.yml").read_text())
-    loose = [p["name"] for p in plays if "hosts" in p and p["hosts"] not in ("localhost", "lb", "api")
+    loose = [p["name"] for p in plays if "hosts" in p and p["hosts"] not in ("localhost", "lb", "api:celery_worker:celery_beat")
              and "blue_green_hosts" not in p["hosts"]]  # fmt: skip
     assert loose == []

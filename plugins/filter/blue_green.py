@@ -46,6 +46,7 @@ def blue_green_plan(
     version: str = "",
     to: str = "",
     min_healthy: object = "100%",
+    celery: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The plan (plugins/filter/blue_green_plan.yml documents it)."""
     running = {str(k): str(v or "") for k, v in (running or {}).items()}
@@ -112,6 +113,7 @@ def blue_green_plan(
             f" colour has {len(target_hosts)}"
         )
     live_releases = sorted({running.get(h, "") for h in by_colour.get(live, [])} - {""}) if live else []
+    live_release = live_releases[0] if len(live_releases) == 1 else ""
     return {
         "action": action,
         "problems": found,
@@ -126,7 +128,11 @@ def blue_green_plan(
         "target": target if action == "switch" else idle,
         "target_hosts": target_hosts,
         "version": version,
-        "live_release": live_releases[0] if len(live_releases) == 1 else "",
+        "live_release": live_release,
+        # decommission: the Celery hosts that do not run the live colour's release yet.
+        "celery_todo": sorted(h for h, v in (celery or {}).items() if live_release and str(v or "") != live_release)
+        if action == "decommission"
+        else [],
         "noop": action == "switch" and bool(target) and target == live and len(lives) == 1,
         "min_healthy": needed or 0,
     }

@@ -26,13 +26,17 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import address_of, assert_served, save_figures, scrape_targets, sh, site_yml_under_load
+from cluster_hosts import REPO, address_of, assert_served, save_figures, scrape_targets, sh, site_yml_under_load
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from blue_green_switch import switch_times
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 LB_HOSTS = sorted(RUNNER.get_hosts("lb"))
@@ -81,8 +85,7 @@ def blue_green(tmp: Path, label: str, *args: str) -> tuple[int, dict[str, int], 
     rc, changed, output, figures = site_yml_under_load(
         f"blue_green_{label}", *args, inventories=(str(tmp / "colours.json"),), playbook="blue_green.yml"
     )
-    switch = re.search(r"the switch took ([0-9.]+) s", " ".join(output.split()))
-    FIGURES[label] = figures | {"changed": changed, "switch_s": float(switch.group(1)) if switch else None}
+    FIGURES[label] = figures | {"changed": changed} | switch_times(output)
     save_figures("blue_green_drill", FIGURES)
     return rc, changed, output, figures
 
