@@ -217,6 +217,7 @@ def test_a_switch_targets_the_idle_colour_and_expects_the_release_it_runs() -> N
             "asks for 3 healthy hosts, but the blue",
         ),
         ((COLOURS, pools("blue"), "switch", RUNNING, "", "", "half"), "blue_green_min_healthy must be a number"),
+        ((COLOURS, pools("blue"), "deploy", RUNNING, "1.0.3", "", "100%", {"api3": "1.0.1"}), "also run Celery: api3"),
     ],
 )
 def test_the_plan_refuses_with_what_to_fix(args: tuple[Any, ...], expected: str) -> None:
@@ -301,6 +302,7 @@ def test_site_keeps_the_idle_colours_release_out_of_the_decision() -> None:
 def test_every_play_of_the_playbook_reads_its_hosts_from_the_plan() -> None:
     """A play whose hosts are not planned would run for every action."""
     plays = yaml.safe_load((REPO / "playbooks" / "blue_green.yml").read_text())
-    loose = [p["name"] for p in plays if "hosts" in p and p["hosts"] not in ("localhost", "lb", "api:celery_worker:celery_beat")
+    preflight = ("localhost", "lb", "api:celery_worker:celery_beat")
+    loose = [p["name"] for p in plays if "hosts" in p and p["hosts"] not in preflight
              and "blue_green_hosts" not in p["hosts"]]  # fmt: skip
     assert loose == []

@@ -63,6 +63,12 @@ def blue_green_plan(
             "blue-green needs API hosts of both colours (tutormax_api_colour: blue on some, green on the others); "
             f"none is {' or '.join(missing)}"
         )
+    shared = sorted(h for h in hosts if hosts[h] and h in (celery or {}))
+    if shared:
+        found.append(
+            f"these API hosts with a colour also run Celery: {', '.join(shared)}. A host's processes share one "
+            "release, so a colour's hosts must run only the API: move their workers to other hosts"
+        )
     if to and to not in nginx.COLOURS:
         found.append(f"blue_green_to must be blue or green (got {to!r})")
 

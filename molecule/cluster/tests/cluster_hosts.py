@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,42 @@ def sh(host: str, *argv: str, env: dict[str, str] | None = None, check: bool = T
     if check:
         assert done.returncode == 0, f"{host}: {argv}: {done.stderr}"
     return done.stdout
+
+
+def inventory_copy(tmp: Path, leave: Mapping[str, Sequence[str]], retired: Sequence[str] = ()) -> str:
+    """The scenario's inventory with each host of ``leave`` taken out of the groups it names (of every
+    group when it names none) and ``retired`` in the group `retired`, written beside links to the
+    scenario's group_vars and host_vars (Molecule's own inventory folder is read whole, so the copy goes
+    elsewhere). Its path."""
+    tree = yaml.safe_load(Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+
+    def drop(name: str, group: dict[str, Any]) -> None:
+        hosts = group.get("hosts") or {}
+        for host, groups in leave.items():
+            if not groups or name in groups:
+                hosts.pop(host, None)
+        for child_name, child in (group.get("children") or {}).items():
+            drop(child_name, child or {})
+
+    # Molecule writes every group at the top level (and `all` with each host's connection); `all`
+    # keeps the hosts, every other group loses them.
+    for name, group in tree.items():
+        if name == "all":
+            for child_name, child in (group.get("children") or {}).items():
+                drop(child_name, child or {})
+        else:
+            drop(name, group or {})
+    if retired:
+        tree["retired"] = {"hosts": {h: {} for h in retired}}
+    folder = tmp / "inventory"
+    folder.mkdir(parents=True, exist_ok=True)
+    for link, target in (("group_vars", REPO / "inventories" / "local" / "group_vars"),
+                         ("host_vars", SCENARIO / "host_vars")):  # fmt: skip
+        if not (folder / link).exists():
+            (folder / link).symlink_to(target)
+    path = folder / "hosts.yml"
+    path.write_text(yaml.safe_dump(tree))
+    return str(path)
 
 
 def address_of(host: str) -> str:

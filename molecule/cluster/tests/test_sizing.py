@@ -33,15 +33,14 @@ from typing import Any
 import httpx
 import pytest
 import testinfra.utils.ansible_runner
-import yaml
 from cluster_hosts import (
     LB,
     RATE,
     REPO,
-    SCENARIO,
     SITE_LIVE_CHANGE,
     address_of,
     assert_served,
+    inventory_copy,
     load_figures,
     psql,
     save_figures,
@@ -69,36 +68,8 @@ FIGURES: dict[str, Any] = {}
 
 
 def inventory_with(tmp: Path, retired: list[str]) -> str:
-    """The scenario's inventory with ``retired`` moved out of every group into `retired`, written beside
-    links to the scenario's group_vars and host_vars (Molecule's own inventory folder is read whole, so
-    the copy goes elsewhere)."""
-    tree = yaml.safe_load(Path(INVENTORY).read_text())
-
-    def drop(group: dict[str, Any]) -> None:
-        hosts = group.get("hosts") or {}
-        for name in retired:
-            hosts.pop(name, None)
-        for child in (group.get("children") or {}).values():
-            drop(child or {})
-
-    # Molecule writes every group at the top level (and `all` with each host's connection); `all`
-    # keeps the hosts, every other group loses them.
-    for name, group in tree.items():
-        if name == "all":
-            for child in (group.get("children") or {}).values():
-                drop(child or {})
-        else:
-            drop(group or {})
-    tree["retired"] = {"hosts": {h: {} for h in retired}}
-    folder = tmp / "inventory"
-    folder.mkdir(parents=True, exist_ok=True)
-    for link, target in (("group_vars", REPO / "inventories" / "local" / "group_vars"),
-                         ("host_vars", SCENARIO / "host_vars")):  # fmt: skip
-        if not (folder / link).exists():
-            (folder / link).symlink_to(target)
-    path = folder / "hosts.yml"
-    path.write_text(yaml.safe_dump(tree))
-    return str(path)
+    """The scenario's inventory with ``retired`` moved out of every group into `retired`."""
+    return inventory_copy(tmp, dict.fromkeys(retired, ()), retired)
 
 
 def upstream_servers(lb: str) -> str:

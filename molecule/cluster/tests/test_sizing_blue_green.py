@@ -3,6 +3,9 @@ playbooks/blue_green.yml under load through the load balancers' floating address
 
 The scenario's API hosts get colours through an extra inventory (the scenario's own has none, so
 every earlier test runs without blue-green): cluster-api1 and cluster-api2 blue, cluster-api3 green.
+A host's processes share one release, so blue-green refuses a colour on a Celery host: the drill's
+inventory takes cluster-api3 out of `celery_worker` (its worker stopped first, a warm shutdown), and
+leaves out a PostgreSQL replica test_sizing.py retired, as the cluster's inventory would.
 
 1. deploy: a new release (the next minor of what runs) goes to green while blue serves. The first
    run moves the load balancers to blue-green (green leaves the public pool gracefully). No failed
@@ -33,13 +36,24 @@ from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner
-from cluster_hosts import REPO, address_of, assert_served, save_figures, scrape_targets, sh, site_yml_under_load
+from cluster_hosts import (
+    REPO,
+    SITE_LIVE_CHANGE,
+    address_of,
+    assert_served,
+    inventory_copy,
+    save_figures,
+    scrape_targets,
+    sh,
+    site_yml_under_load,
+)
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from blue_green_switch import switch_times
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 LB_HOSTS = sorted(RUNNER.get_hosts("lb"))
+PG_HOSTS = sorted(RUNNER.get_hosts("postgres"))
 BLUE = ["cluster-api1", "cluster-api2"]
 GREEN = ["cluster-api3"]
 UPSTREAMS = "/etc/nginx/conf.d/tutormax-upstreams.conf"
@@ -80,10 +94,24 @@ def health_via(lb: str, port: int, n: int = 20) -> dict[str, set[str]]:
     return seen
 
 
+def retired_replicas() -> list[str]:
+    """The PostgreSQL hosts whose Patroni is disabled (test_sizing.py retired one)."""
+    enabled = {h: sh(h, "systemctl", "is-enabled", "patroni@15-main", check=False).strip() for h in PG_HOSTS}
+    return [h for h, state in enabled.items() if state == "disabled"]
+
+
 def blue_green(tmp: Path, label: str, *args: str) -> tuple[int, dict[str, int], str, dict[str, Any]]:
-    """blue_green.yml with the colours' inventory, under load; its figures noted."""
+    """blue_green.yml with the drill's inventory and the colours, under load; its figures noted."""
+    # The settings change test_site_live.py made, kept as an operator keeps it in the inventory.
+    change = tmp / "change.json"
+    change.write_text(json.dumps(SITE_LIVE_CHANGE))
     rc, changed, output, figures = site_yml_under_load(
-        f"blue_green_{label}", *args, inventories=(str(tmp / "colours.json"),), playbook="blue_green.yml"
+        f"blue_green_{label}",
+        *args,
+        "-e",
+        f"@{change}",
+        inventories=(str(tmp / "colours.json"),),
+        playbook="blue_green.yml",
     )
     FIGURES[label] = figures | {"changed": changed} | switch_times(output)
     save_figures("blue_green_drill", FIGURES)
@@ -97,6 +125,11 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("blue_green")
     colours = {h: {"tutormax_api_colour": "blue"} for h in BLUE} | {h: {"tutormax_api_colour": "green"} for h in GREEN}
     (tmp / "colours.json").write_text(json.dumps({"api": {"hosts": colours}}))
+    retired = retired_replicas()
+    inventory_copy(tmp, {GREEN[0]: ["celery_worker"]} | dict.fromkeys(retired, ()), retired)
+    workers = sh(GREEN[0], "systemctl", "list-units", "--plain", "--no-legend", "tutormax-worker@*").split()
+    for unit in [w for w in workers if w.startswith("tutormax-worker@")]:
+        sh(GREEN[0], "systemctl", "disable", "--now", unit)
     old = running(BLUE[0])
     new = next_minor(old)
     out: dict[str, Any] = {"old": old, "new": new}
