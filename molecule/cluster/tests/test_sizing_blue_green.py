@@ -110,6 +110,7 @@ def blue_green(tmp: Path, label: str, *args: str) -> tuple[int, dict[str, int], 
         *args,
         "-e",
         f"@{change}",
+        base=str(tmp / "inventory" / "hosts.yml"),
         inventories=(str(tmp / "colours.json"),),
         playbook="blue_green.yml",
     )
