@@ -32,7 +32,7 @@ def backends(state: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 def rendered(live: str = "", idle: str = "keep", previous: str = "") -> str:
     merged = backends()
-    return nginx.render(merged, colour=nginx.colours(merged, live, idle, previous))
+    return str(nginx.render(merged, colour=nginx.colours(merged, live, idle, previous)))
 
 
 # ------------------------------------------------------------------------------------ the file
