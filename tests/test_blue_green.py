@@ -6,11 +6,13 @@ site.yml keeps of an idle colour (filter release_to_deploy). The cluster scenari
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import yaml
-from conftest import REPO, JsonHandler, collection_import, serving
+from conftest import REPO, JsonHandler, collection_import, run_playbook, serving
+from test_site_preflight import good_inventory
 
 nginx = collection_import("plugins.module_utils.nginx")
 bg = collection_import("plugins.filter.blue_green")
@@ -306,3 +308,15 @@ def test_every_play_of_the_playbook_reads_its_hosts_from_the_plan() -> None:
     loose = [p["name"] for p in plays if "hosts" in p and p["hosts"] not in preflight
              and "blue_green_hosts" not in p["hosts"]]  # fmt: skip
     assert loose == []
+
+
+def test_a_rolling_update_of_api_hosts_with_colours_is_refused_before_any_host_is_contacted(tmp_path: Path) -> None:
+    inventory = good_inventory()
+    inventory["all"]["children"]["api"]["hosts"] = {
+        "api1": {"tutormax_api_colour": "blue"}, "api2": {"tutormax_api_colour": "green"},
+    }  # fmt: skip
+    done = run_playbook(tmp_path, inventory, REPO / "rolling_update.yml", args=("-e", "tutormax_version=1.0.1"))
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode != 0
+    assert "deploy with playbooks/blue_green.yml, not a rolling update" in output, output[-2000:]
+    assert "UNREACHABLE" not in output
