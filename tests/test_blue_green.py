@@ -234,6 +234,12 @@ def test_decommission_moves_only_the_celery_hosts_behind_the_live_release() -> N
     assert bg.blue_green_plan(COLOURS, pools("blue"), "switch", RUNNING, celery=celery)["celery_todo"] == []
 
 
+def test_the_plan_names_the_colour_hosts_that_run_celery() -> None:
+    plan = bg.blue_green_plan(COLOURS, pools("blue"), "deploy", RUNNING, "1.0.3", celery={"api3": "", "w1": ""})
+    assert plan["celery_colours"] == ["api3"]
+    assert bg.blue_green_plan(COLOURS, pools("blue"), "deploy", RUNNING, "1.0.3")["celery_colours"] == []
+
+
 def test_a_named_colour_finishes_a_switch_that_stopped_half_way() -> None:
     plan = bg.blue_green_plan(COLOURS, pools("blue", "green"), "switch", RUNNING, to="green")
     assert plan["problems"] == []

@@ -141,6 +141,8 @@ def blue_green_plan(
         else [],
         "noop": action == "switch" and bool(target) and target == live and len(lives) == 1,
         "min_healthy": needed or 0,
+        # API hosts with a colour that are Celery hosts too (refused: see problems).
+        "celery_colours": shared,
     }
 
 
